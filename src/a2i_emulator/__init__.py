@@ -1,0 +1,3 @@
+"""A faithful local emulator of the Amazon Augmented AI runtime (``sagemaker-a2i-runtime``)."""
+
+__all__: list[str] = []
