@@ -1,0 +1,190 @@
+"""The ledger: source of truth of request -> decision -> loop -> status -> result.
+
+One record per ``request_id``. Implementations (SQLite for one replica, DynamoDB for
+many) keep exactly the same contract, checked by one shared contract test suite.
+Every write is a conditional transition: a caller states the phase it expects, and
+a write that would move a record backwards (or a terminal loop status) is refused
+by returning ``False`` / ``None`` rather than raising.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+__all__ = [
+    "TERMINAL_LOOP_STATUSES",
+    "Claim",
+    "ClaimOutcome",
+    "Ledger",
+    "LedgerRecord",
+    "LoopUpdate",
+    "Phase",
+    "StartPayload",
+]
+
+
+class Phase(enum.StrEnum):
+    RECEIVED = "received"
+    STARTING = "starting"
+    OPEN = "open"
+    DONE = "done"
+    PUBLISHED = "published"
+
+
+#: Loop statuses after which A2I never changes a loop again.
+TERMINAL_LOOP_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class StartPayload:
+    """What StartHumanLoop needs, kept so an expired loop can be resubmitted."""
+
+    flow_definition_arn: str
+    input_content: str
+    content_classifiers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    request_id: str
+    fingerprint: str
+    phase: Phase
+    route: str | None = None
+    attempt: int = 1
+    loop_name: str | None = None
+    loop_arn: str | None = None
+    loop_status: str | None = None
+    failure_code: str | None = None
+    failure_reason: str | None = None
+    output_uri: str | None = None
+    loop_created_at: datetime | None = None
+    loop_finished_at: datetime | None = None
+    #: Activation decision as JSON-able data (activated flag + fired conditions).
+    decision: dict[str, Any] | None = None
+    #: Non-sensitive context for the final result (metadata, prediction ref, timings).
+    context: dict[str, Any] | None = None
+    payload: StartPayload | None = None
+    result: dict[str, Any] | None = None
+    result_id: str | None = None
+    received_at: datetime | None = None
+    updated_at: datetime | None = None
+    #: Sweeper bookkeeping: when this record should next be looked at.
+    next_check_at: datetime | None = None
+    version: int = 0
+
+
+class ClaimOutcome(enum.StrEnum):
+    NEW = "new"  # record created in phase RECEIVED, caller owns it
+    EXISTING = "existing"  # same request_id and fingerprint: resume from record.phase
+    MISMATCH = "mismatch"  # same request_id, different content: reject
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    record: LedgerRecord
+
+
+@dataclass(frozen=True)
+class LoopUpdate:
+    """A loop status observation (from an event, Describe or List)."""
+
+    loop_name: str
+    status: str
+    observed_at: datetime
+    failure_code: str | None = None
+    failure_reason: str | None = None
+    output_uri: str | None = None
+    loop_arn: str | None = None
+    loop_created_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger(Protocol):
+    async def open(self) -> None:
+        """Create tables/check reachability. Raises ConfigError with a clear message."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Cheap reachability check for /readyz; raises on failure."""
+
+    async def claim(
+        self,
+        request_id: str,
+        fingerprint: str,
+        *,
+        route: str | None,
+        received_at: datetime,
+    ) -> Claim: ...
+
+    async def get(self, request_id: str) -> LedgerRecord | None: ...
+
+    async def get_by_loop(self, loop_name: str) -> LedgerRecord | None: ...
+
+    async def mark_starting(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        attempt: int,
+        loop_name: str,
+        decision: dict[str, Any] | None,
+        context: dict[str, Any] | None,
+        payload: StartPayload,
+        next_check_at: datetime,
+    ) -> bool:
+        """Fix the loop name for ``attempt`` before StartHumanLoop is called."""
+
+    async def mark_open(
+        self,
+        request_id: str,
+        *,
+        loop_name: str,
+        loop_arn: str,
+        loop_created_at: datetime | None,
+        next_check_at: datetime,
+    ) -> bool:
+        """The loop for the current attempt exists. Only from STARTING (same loop_name)."""
+
+    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
+        """Record a status observation for the record whose *current* loop is ``loop_name``.
+
+        Idempotent: returns the updated record when the stored status changed, ``None``
+        when nothing changed (duplicate, stale, terminal already, or unknown loop).
+        """
+
+    async def store_result(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        result: dict[str, Any],
+        result_id: str,
+        decision: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move to DONE with the final result (outbox). Refused from DONE/PUBLISHED."""
+
+    async def mark_published(self, request_id: str, result_id: str) -> bool: ...
+
+    async def reschedule(self, request_id: str, next_check_at: datetime) -> None: ...
+
+    async def due_for_check(self, now: datetime, limit: int) -> list[LedgerRecord]:
+        """STARTING/OPEN records whose next_check_at <= now, oldest first."""
+
+    async def unpublished(self, limit: int) -> list[LedgerRecord]:
+        """DONE records, oldest first."""
+
+    async def open_loops_by_flow(self) -> dict[str, tuple[int, datetime | None]]:
+        """Flow definition ARN -> (open loop count, oldest loop creation time)."""
+
+    async def open_records_for_flow(
+        self, flow_definition_arn: str, limit: int
+    ) -> list[LedgerRecord]:
+        """OPEN records of one flow definition, oldest loop first (for List-based sweeps)."""
+
+    async def count_by_phase(self) -> dict[Phase, int]: ...
