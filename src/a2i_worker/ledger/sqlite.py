@@ -1,0 +1,406 @@
+"""SQLite ledger for one replica: one file, WAL, one aiosqlite connection.
+
+Every transition is read -> :mod:`a2i_worker.ledger.transitions` -> one
+``UPDATE ... WHERE request_id = ? AND version = ?`` in autocommit mode, so each call
+is one small transaction and two tasks racing the same transition cannot both win:
+the loser's update matches no row, it re-reads and the transition function refuses
+(or applies on top of the winner). Only changed columns are written, so a 3 MiB
+payload is written once, by ``mark_starting``.
+
+Durability: WAL with ``synchronous=NORMAL`` (default) survives a killed process
+(kill -9) with every committed transaction; a power loss or kernel crash may lose
+the last transactions before the WAL is synced, never corrupts the file. Pass
+``synchronous="FULL"`` to fsync every commit. See docs/ledger.md for measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+import structlog
+
+from a2i_worker.errors import ConfigError, TransientError
+from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger.protocol import (
+    Claim,
+    ClaimOutcome,
+    LedgerRecord,
+    LoopUpdate,
+    Phase,
+    StartPayload,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteLedger"]
+
+log = structlog.get_logger(__name__)
+
+#: Version of the schema this code writes; ``open()`` migrates older files up to it.
+SCHEMA_VERSION = 1
+
+_MAX_RETRIES = 50
+
+_COLUMN_TYPES: dict[str, str] = {
+    "request_id": "TEXT PRIMARY KEY NOT NULL",
+    "fingerprint": "TEXT NOT NULL",
+    "phase": "TEXT NOT NULL",
+    "attempt": "INTEGER NOT NULL",
+    "version": "INTEGER NOT NULL",
+    "input_z": "BLOB",
+    "loop_created_at": "INTEGER",
+    "loop_finished_at": "INTEGER",
+    "received_at": "INTEGER",
+    "updated_at": "INTEGER",
+    "next_check_at": "INTEGER",
+    "due_at": "INTEGER",
+    "done_at": "INTEGER",
+    "open_sort": "INTEGER",
+}
+
+_SCHEMA_V1: tuple[str, ...] = (
+    "CREATE TABLE records ("
+    + ", ".join(f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.COLUMNS)
+    + ")",
+    "CREATE INDEX ix_records_loop_name ON records(loop_name) WHERE loop_name IS NOT NULL",
+    "CREATE INDEX ix_records_due ON records(due_at) WHERE due_at IS NOT NULL",
+    "CREATE INDEX ix_records_done ON records(done_at) WHERE done_at IS NOT NULL",
+    "CREATE INDEX ix_records_open ON records(open_flow, open_sort) WHERE open_flow IS NOT NULL",
+    "CREATE INDEX ix_records_phase ON records(phase)",
+)
+
+#: MIGRATIONS[n] upgrades a file at version n to n + 1 (0 = empty file).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+
+_SELECT = "SELECT " + ", ".join(codec.COLUMNS) + " FROM records"  # noqa: S608 (constants)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _newer_schema(path: Path, found: int) -> ConfigError:
+    return ConfigError(
+        f"ledger {path}: schema version {found} was written by a newer a2i-worker "
+        f"(this one knows up to {SCHEMA_VERSION})"
+    )
+
+
+class SqliteLedger:
+    """The :class:`~a2i_worker.ledger.protocol.Ledger` on one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_ms: int = 5_000,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._conn: aiosqlite.Connection | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating or migrating) the file; ConfigError says which path and why."""
+        self._check_path()
+        try:
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"ledger {self.path}: cannot open SQLite file: {exc}") from exc
+        try:
+            await self._configure(conn)
+            await self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise ConfigError(
+                f"ledger {self.path}: not a usable SQLite ledger (corrupted, not a "
+                f"database, or not writable): {exc}"
+            ) from exc
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        log.info("ledger.sqlite.opened", path=str(self.path), synchronous=self._synchronous)
+
+    def _check_path(self) -> None:
+        path = self.path
+        if path.is_dir():
+            raise ConfigError(f"ledger {path}: is a directory, expected an SQLite file path")
+        parent = path.parent
+        if not parent.exists():
+            raise ConfigError(f"ledger {path}: parent directory {parent} does not exist")
+        if not parent.is_dir():
+            raise ConfigError(f"ledger {path}: parent {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"ledger {path}: directory {parent} is not writable")
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"ledger {path}: file is not readable and writable")
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+            row = await cur.fetchone()
+        mode = None if row is None else row[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"ledger {self.path}: cannot switch to WAL mode (got {mode!r})")
+        await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            has_row, current = await self._stored_version(conn)
+            for version in range(current, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[version]:
+                    await conn.execute(statement)
+            if not has_row:
+                await conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
+            elif current != SCHEMA_VERSION:
+                await conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        if current != SCHEMA_VERSION:
+            log.info("ledger.sqlite.migrated", path=str(self.path), to_version=SCHEMA_VERSION)
+
+    async def _stored_version(self, conn: aiosqlite.Connection) -> tuple[bool, int]:
+        """(whether a version row exists, the stored version); 0 for a new file."""
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with conn.execute("SELECT version FROM schema_version") as cur:
+            rows = list(await cur.fetchall())
+        current = int(rows[0][0]) if rows else 0
+        if current > SCHEMA_VERSION:
+            raise _newer_schema(self.path, current)
+        return bool(rows), current
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def ping(self) -> None:
+        await self._fetch_all("SELECT 1 AS ok")
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("SqliteLedger is not open; call open() first")
+        return self._conn
+
+    async def _fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        async with self._db.execute(sql, params) as cur:
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
+    async def _records(self, sql: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
+        return [codec.from_row(r) for r in await self._fetch_all(sql, params)]
+
+    async def _write(self, old: LedgerRecord, new: LedgerRecord) -> bool:
+        changes = codec.changed_columns(old, new)
+        assignments = ", ".join(f"{c} = ?" for c in changes)
+        sql = f"UPDATE records SET {assignments} WHERE request_id = ? AND version = ?"  # noqa: S608
+        params = [*changes.values(), old.request_id, old.version]
+        async with self._db.execute(sql, params) as cur:
+            return cur.rowcount == 1
+
+    async def _transition(
+        self, request_id: str, step: Callable[[LedgerRecord], LedgerRecord | None]
+    ) -> tuple[LedgerRecord | None, LedgerRecord | None]:
+        """Apply ``step`` atomically: ``(record read, record written or None)``."""
+        for _ in range(_MAX_RETRIES):
+            old = await self.get(request_id)
+            if old is None:
+                return None, None
+            new = step(old)
+            if new is None:
+                return old, None
+            if await self._write(old, new):
+                return old, new
+        raise TransientError(f"ledger: too much contention on one record ({_MAX_RETRIES} tries)")
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> LedgerRecord | None:
+        found = await self._records(_SELECT + " WHERE request_id = ?", (request_id,))
+        return found[0] if found else None
+
+    async def get_by_loop(self, loop_name: str) -> LedgerRecord | None:
+        found = await self._records(_SELECT + " WHERE loop_name = ? LIMIT 1", (loop_name,))
+        return found[0] if found else None
+
+    async def due_for_check(self, now: datetime, limit: int) -> list[LedgerRecord]:
+        return await self._records(
+            _SELECT + " WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (codec.to_micros(now), limit),
+        )
+
+    async def unpublished(self, limit: int) -> list[LedgerRecord]:
+        return await self._records(
+            _SELECT + " WHERE done_at IS NOT NULL ORDER BY done_at LIMIT ?", (limit,)
+        )
+
+    async def open_loops_by_flow(self) -> dict[str, tuple[int, datetime | None]]:
+        rows = await self._fetch_all(
+            "SELECT open_flow, COUNT(*) AS n, MIN(loop_created_at) AS oldest FROM records"
+            " WHERE open_flow IS NOT NULL GROUP BY open_flow"
+        )
+        return {
+            str(r["open_flow"]): (
+                int(r["n"]),
+                None if r["oldest"] is None else codec.from_micros(int(r["oldest"])),
+            )
+            for r in rows
+        }
+
+    async def open_records_for_flow(
+        self, flow_definition_arn: str, limit: int
+    ) -> list[LedgerRecord]:
+        return await self._records(
+            _SELECT + " WHERE open_flow = ? ORDER BY open_sort LIMIT ?",
+            (flow_definition_arn, limit),
+        )
+
+    async def count_by_phase(self) -> dict[Phase, int]:
+        counts = dict.fromkeys(Phase, 0)
+        for r in await self._fetch_all("SELECT phase, COUNT(*) AS n FROM records GROUP BY phase"):
+            counts[Phase(r["phase"])] = int(r["n"])
+        return counts
+
+    # -- transitions ----------------------------------------------------------------
+
+    async def claim(
+        self,
+        request_id: str,
+        fingerprint: str,
+        *,
+        route: str | None,
+        received_at: datetime,
+    ) -> Claim:
+        record = transitions.new_record(
+            request_id, fingerprint, route=route, received_at=received_at
+        )
+        row = codec.to_row(record)
+        sql = (
+            f"INSERT INTO records ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"  # noqa: S608
+            " ON CONFLICT(request_id) DO NOTHING"
+        )
+        async with self._db.execute(sql, list(row.values())) as cur:
+            inserted = cur.rowcount == 1
+        if inserted:
+            return Claim(ClaimOutcome.NEW, record)
+        existing = await self.get(request_id)
+        if existing is None:  # pragma: no cover - records are never deleted
+            raise TransientError("ledger: claimed record vanished")
+        return Claim(transitions.claim_outcome(existing, fingerprint), existing)
+
+    async def mark_starting(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        attempt: int,
+        loop_name: str,
+        decision: dict[str, Any] | None,
+        context: dict[str, Any] | None,
+        payload: StartPayload,
+        next_check_at: datetime,
+    ) -> bool:
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            return transitions.start(
+                r,
+                expected=expected,
+                attempt=attempt,
+                loop_name=loop_name,
+                decision=decision,
+                context=context,
+                payload=payload,
+                next_check_at=next_check_at,
+                now=self._clock(),
+            )
+
+        return (await self._transition(request_id, step))[1] is not None
+
+    async def mark_open(
+        self,
+        request_id: str,
+        *,
+        loop_name: str,
+        loop_arn: str,
+        loop_created_at: datetime | None,
+        next_check_at: datetime,
+    ) -> bool:
+        accepted = False
+
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            nonlocal accepted
+            accepted, new = transitions.open_loop(
+                r,
+                loop_name=loop_name,
+                loop_arn=loop_arn,
+                loop_created_at=loop_created_at,
+                next_check_at=next_check_at,
+                now=self._clock(),
+            )
+            return new
+
+        await self._transition(request_id, step)
+        return accepted
+
+    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
+        current = await self.get_by_loop(update.loop_name)
+        if current is None:
+            return None
+        return (
+            await self._transition(
+                current.request_id,
+                lambda r: transitions.apply_update(r, update, now=self._clock()),
+            )
+        )[1]
+
+    async def store_result(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        result: dict[str, Any],
+        result_id: str,
+        decision: dict[str, Any] | None = None,
+    ) -> bool:
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            return transitions.store_result(
+                r,
+                expected=expected,
+                result=result,
+                result_id=result_id,
+                decision=decision,
+                now=self._clock(),
+            )
+
+        return (await self._transition(request_id, step))[1] is not None
+
+    async def mark_published(self, request_id: str, result_id: str) -> bool:
+        new = (
+            await self._transition(
+                request_id, lambda r: transitions.publish(r, result_id, now=self._clock())
+            )
+        )[1]
+        return new is not None
+
+    async def reschedule(self, request_id: str, next_check_at: datetime) -> None:
+        await self._transition(
+            request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())
+        )
