@@ -1,0 +1,197 @@
+"""The aioboto3 session and the long-lived AWS clients of one worker process.
+
+:class:`AwsClients` opens one client per service (SQS, S3, EventBridge, DynamoDB,
+A2I runtime) from one ``aioboto3.Session`` and closes them together. Endpoints and
+region come from the standard AWS environment unless overridden:
+
+- region: explicit ``region`` > ``AWS_REGION`` > ``AWS_DEFAULT_REGION`` > profile;
+- endpoint: explicit ``endpoint_urls[service]`` > ``AWS_ENDPOINT_URL_<SERVICE_ID>``
+  (``..._SQS``, ``..._S3``, ``..._EVENTBRIDGE``, ``..._DYNAMODB``,
+  ``..._SAGEMAKER_A2I_RUNTIME``) > ``AWS_ENDPOINT_URL`` > AWS. The environment part is
+  botocore's own configured-endpoint chain, which aiobotocore 2.25 honours.
+
+The A2I runtime client runs with botocore retries off (``total_max_attempts=1``): every
+ThrottlingException must reach the worker's adaptive limiter. Other clients use
+botocore's ``standard`` retry mode. The pure helpers (:func:`resolve_region`,
+:func:`client_config`, :func:`client_kwargs`) build everything that is not I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+import aioboto3  # type: ignore[import-untyped]
+from aiobotocore.config import AioConfig
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_events import EventBridgeClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
+    from types_aiobotocore_sqs import SQSClient
+
+__all__ = [
+    "A2I_SERVICE",
+    "SERVICES",
+    "AwsClientSettings",
+    "AwsClients",
+    "ServiceName",
+    "client_config",
+    "client_kwargs",
+    "endpoint_env_var",
+    "resolve_region",
+]
+
+ServiceName = Literal["sqs", "s3", "events", "dynamodb", "sagemaker-a2i-runtime"]
+A2I_SERVICE: Final = "sagemaker-a2i-runtime"
+SERVICES: Final[tuple[ServiceName, ...]] = ("sqs", "s3", "events", "dynamodb", A2I_SERVICE)
+
+# botocore service ids, as used in AWS_ENDPOINT_URL_<SERVICE_ID>.
+_SERVICE_IDS: Final[Mapping[str, str]] = {
+    "sqs": "SQS",
+    "s3": "S3",
+    "events": "EventBridge",
+    "dynamodb": "DynamoDB",
+    A2I_SERVICE: "SageMaker A2I Runtime",
+}
+
+
+@dataclass(frozen=True)
+class AwsClientSettings:
+    """How the clients are built. Defaults suit one worker process."""
+
+    region: str | None = None
+    """Explicit region; ``None`` -> ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / profile."""
+    endpoint_urls: Mapping[str, str] = field(default_factory=dict)
+    """Per-service endpoint overrides (keys: service names as in :data:`SERVICES`)."""
+    max_pool_connections: int = 64
+    """HTTP connections per client (aiohttp connector limit)."""
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    """Must exceed SQS long-poll ``WaitTimeSeconds`` (max 20)."""
+    max_attempts: int = 3
+    """Total attempts (first call included) for every client except the A2I runtime."""
+
+
+def endpoint_env_var(service: str) -> str:
+    """``AWS_ENDPOINT_URL_<SERVICE_ID>`` as botocore spells it for ``service``."""
+    service_id = _SERVICE_IDS.get(service, service)
+    return "AWS_ENDPOINT_URL_" + service_id.replace(" ", "_").replace("-", "_").upper()
+
+
+def resolve_region(region: str | None, environ: Mapping[str, str]) -> str | None:
+    """Explicit region, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else ``None``."""
+    return region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+
+
+def client_config(service: str, settings: AwsClientSettings) -> AioConfig:
+    """The botocore config of one client: pool, timeouts, retries (off for A2I)."""
+    retries: dict[str, Any]
+    if service == A2I_SERVICE:
+        retries = {"total_max_attempts": 1, "mode": "standard"}
+    else:
+        retries = {"total_max_attempts": settings.max_attempts, "mode": "standard"}
+    return AioConfig(
+        max_pool_connections=settings.max_pool_connections,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        retries=retries,
+    )
+
+
+def client_kwargs(
+    service: str, settings: AwsClientSettings, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Keyword arguments for ``session.client(service, **kwargs)``.
+
+    ``endpoint_url`` is passed only when explicitly overridden, so that botocore's
+    configured-endpoint chain (``AWS_ENDPOINT_URL_*``) applies otherwise.
+    """
+    kwargs: dict[str, Any] = {"config": client_config(service, settings)}
+    region = resolve_region(settings.region, environ)
+    if region is not None:
+        kwargs["region_name"] = region
+    override = settings.endpoint_urls.get(service)
+    if override:
+        kwargs["endpoint_url"] = override
+    return kwargs
+
+
+class AwsClients:
+    """Long-lived aioboto3 clients of one process; ``async with AwsClients() as aws``.
+
+    Attributes are valid inside the context only. ``services`` limits which clients are
+    opened (all five by default); touching a client that was not opened raises.
+    """
+
+    def __init__(
+        self,
+        settings: AwsClientSettings | None = None,
+        *,
+        session: Any | None = None,
+        services: tuple[ServiceName, ...] = SERVICES,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or AwsClientSettings()
+        self.session: Any = session if session is not None else aioboto3.Session()
+        self._services = services
+        self._environ = environ if environ is not None else os.environ
+        self._stack: AsyncExitStack | None = None
+        self._clients: dict[str, Any] = {}
+
+    async def __aenter__(self) -> AwsClients:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for service in self._services:
+                kwargs = client_kwargs(service, self.settings, self._environ)
+                client = await stack.enter_async_context(self.session.client(service, **kwargs))
+                self._clients[service] = client
+        except BaseException:
+            await stack.aclose()
+            self._clients.clear()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        self._clients.clear()
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    def _get(self, service: str) -> Any:
+        try:
+            return self._clients[service]
+        except KeyError:
+            raise RuntimeError(f"AwsClients: {service} client is not open") from None
+
+    @property
+    def sqs(self) -> SQSClient:
+        return cast("SQSClient", self._get("sqs"))
+
+    @property
+    def s3(self) -> S3Client:
+        return cast("S3Client", self._get("s3"))
+
+    @property
+    def events(self) -> EventBridgeClient:
+        return cast("EventBridgeClient", self._get("events"))
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        return cast("DynamoDBClient", self._get("dynamodb"))
+
+    @property
+    def a2i(self) -> AugmentedAIRuntimeClient:
+        return cast("AugmentedAIRuntimeClient", self._get(A2I_SERVICE))

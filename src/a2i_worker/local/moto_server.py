@@ -1,0 +1,334 @@
+"""moto in server mode behind a threaded, keep-alive HTTP/1.1 server.
+
+moto's own ``ThreadedMotoServer`` runs werkzeug's development server, which answers
+every request with ``Connection: close``: each aioboto3 call then pays a TCP
+handshake and a new server thread. :class:`MotoServer` serves the same WSGI app
+(``DomainDispatcherApplication(create_backend_app)``) with a request handler that
+keeps connections open: the response body is buffered and sent with a
+``Content-Length``, the unread rest of a request body is drained, and the
+connection is reused until the client closes it or it stays idle for
+``idle_timeout`` seconds.
+
+Promises:
+- binds 127.0.0.1 (or the given host) on an ephemeral port unless told otherwise;
+- ``stop()`` stops accepting, closes every open client connection, waits (bounded)
+  for the connection threads and releases the port;
+- ``accepted_connections`` counts TCP connections accepted since start (tests use it
+  to prove keep-alive).
+
+``python -m a2i_worker.local.moto_server --port N`` runs the same server in its own
+process, prints ``MOTO_URL=<url>`` on stdout once it accepts connections, and exits on
+SIGTERM/SIGINT or, with ``--exit-on-stdin-eof``, when its parent goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+import structlog
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import ThreadedWSGIServer
+
+from a2i_worker.local.moto_patches import apply_moto_patches
+
+__all__ = ["MotoServer", "main"]
+
+log = structlog.get_logger(__name__)
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_HOP_BY_HOP = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
+
+
+class _BoundedInput:
+    """``wsgi.input`` that never reads past the request's Content-Length."""
+
+    def __init__(self, raw: Any, length: int) -> None:
+        self._raw = raw
+        self._left = length
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._raw.read(n)
+        self._left -= len(data)
+        if not data:
+            self._left = 0
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._raw.readline(n)
+        self._left -= len(data)
+        if not data:
+            self._left = 0
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterable[bytes]:
+        return iter(self.readline, b"")
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(65536):
+            pass
+
+
+class _KeepAliveHandler(MotoRequestHandler):
+    """moto's request handler, answering HTTP/1.1 with persistent connections."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body are separate small writes: without TCP_NODELAY, Nagle plus the
+    # client's delayed ACK add ~40 ms to every response on a reused connection.
+    disable_nagle_algorithm = True
+    server: _KeepAliveWSGIServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silence the per-request access line (thousands per second under load)."""
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.environ = self.make_environ()
+        bounded: _BoundedInput | None = None
+        if not environ.get("wsgi.input_terminated"):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            bounded = _BoundedInput(self.rfile, max(length, 0))
+            environ["wsgi.input"] = bounded
+
+        status_headers: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            status_headers[:] = [status, headers]
+            return lambda data: body.append(data)
+
+        body: list[bytes] = []
+        try:
+            app_iter = self.server.app(environ, start_response)
+            try:
+                body.extend(app_iter)
+            finally:
+                close = getattr(app_iter, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            log.exception("moto_request_failed", method=self.command, path=self.path)
+            status_headers[:] = ["500 Internal Server Error", []]
+            body = []
+            self.close_connection = True
+
+        # Leave the stream at the start of the next request.
+        if bounded is not None:
+            bounded.drain()
+        else:
+            while environ["wsgi.input"].read(65536):
+                pass
+
+        status, headers = status_headers
+        code_str, _, reason = str(status).partition(" ")
+        code = int(code_str)
+        payload = b"".join(body)
+        self.send_response(code, reason)
+        app_length: str | None = None
+        for key, value in headers:
+            if key.lower() == "content-length":
+                app_length = value
+            if key.lower() in _HOP_BY_HOP:
+                continue
+            self.send_header(key, value)
+        if self.command == "HEAD":
+            if app_length is not None:
+                self.send_header("Content-Length", app_length)
+            else:
+                self.send_header("Content-Length", str(len(payload)))
+        elif code not in _NO_BODY_STATUS and code >= 200:
+            self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code not in _NO_BODY_STATUS and payload:
+            self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class _KeepAliveWSGIServer(ThreadedWSGIServer):
+    """werkzeug's threaded server that tracks its connections and threads."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, idle_timeout: float) -> None:
+        self.idle_timeout = idle_timeout
+        self.accepted_connections = 0
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, threading.Thread] = {}
+        app = DomainDispatcherApplication(create_backend_app)
+        try:
+            super().__init__(host, port, app, handler=_KeepAliveHandler)
+        except SystemExit as exc:  # werkzeug exits on bind errors; make it an error
+            raise OSError(f"cannot bind moto server to {host}:{port}") from exc
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="moto-connection",
+            daemon=True,
+        )
+        with self._lock:
+            self.accepted_connections += 1
+            self._open[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._open.pop(request, None)
+
+    def close_connections(self, timeout: float) -> int:
+        """Shut every client connection down and wait for its thread; return leftovers."""
+        with self._lock:
+            open_now = dict(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in open_now.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(1 for t in open_now.values() if t.is_alive())
+
+
+class MotoServer:
+    """moto's WSGI app on a keep-alive threaded HTTP/1.1 server, in a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, idle_timeout: float = 120.0):
+        self._host = host
+        self._port = port
+        self._idle_timeout = idle_timeout
+        self._server: _KeepAliveWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL (``http://127.0.0.1:<port>``); only valid after :meth:`start`."""
+        if self._server is None:
+            raise RuntimeError("MotoServer is not running")
+        host, port = self._server.socket.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("MotoServer is not running")
+        return int(self._server.socket.getsockname()[1])
+
+    @property
+    def accepted_connections(self) -> int:
+        """TCP connections accepted since start."""
+        return 0 if self._server is None else self._server.accepted_connections
+
+    def start(self) -> str:
+        """Apply the pinned moto patches, bind, serve in a daemon thread; return the URL."""
+        if self._server is not None:
+            raise RuntimeError("MotoServer already started")
+        apply_moto_patches()
+        self._server = _KeepAliveWSGIServer(self._host, self._port, self._idle_timeout)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="moto-server",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("moto_server_started", url=self.url)
+        return self.url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close client connections, join threads, release the port."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        leftover = server.close_connections(timeout)
+        if thread is not None:
+            thread.join(timeout)
+        if leftover:
+            log.warning("moto_connection_threads_still_busy", count=leftover)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> MotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m a2i_worker.local.moto_server``."""
+    parser = argparse.ArgumentParser(prog="python -m a2i_worker.local.moto_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin closes (used by LocalStack so the child dies with its parent)",
+    )
+    args = parser.parse_args(argv)
+    # stdout carries the MOTO_URL line for the parent; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = MotoServer(args.host, args.port)
+    url = server.start()
+    if args.exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            stopped.set()
+
+        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+    print(f"MOTO_URL={url}", flush=True)
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""LocalStack: moto (keep-alive server, thread or subprocess) + the A2I emulator on 127.0.0.1.
+
+Promises:
+- ``start()`` returns once both servers accept connections; ports are ephemeral unless
+  given. The emulator writes output.json to moto's S3 and emits events to moto's
+  EventBridge, so they reach SQS through real rules.
+- ``stop()`` stops the emulator, then moto, and releases both ports; in subprocess
+  mode the child is terminated (and dies by itself if this process goes away).
+- ``provision(prefix)`` may be called any number of times (one environment each).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from a2i_worker.local.endpoints import StackEndpoints
+from a2i_worker.local.moto_server import MotoServer
+from a2i_worker.local.provision import provision_environment
+
+__all__ = ["LocalStack", "MotoSubprocess"]
+
+log = structlog.get_logger(__name__)
+
+
+class MotoSubprocess:
+    """``python -m a2i_worker.local.moto_server`` as a child process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0):
+        self._host = host
+        self._port = port
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> str:
+        cmd = [
+            sys.executable,
+            "-m",
+            "a2i_worker.local.moto_server",
+            "--host",
+            self._host,
+            "--port",
+            str(self._port),
+            "--exit-on-stdin-eof",
+        ]
+        proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ)
+        )
+        self._proc = proc
+        assert proc.stdout is not None
+        deadline = time.monotonic() + self._start_timeout
+        buffered = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"moto subprocess did not start (output: {buffered!r})")
+            ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            line = proc.stdout.readline()
+            buffered += line
+            if line.startswith(b"MOTO_URL="):
+                self.url = line.split(b"=", 1)[1].strip().decode()
+                break
+        # Keep draining stdout so the child never blocks on a full pipe.
+        threading.Thread(
+            target=lambda: [None for _ in iter(proc.stdout.readline, b"")],  # type: ignore[union-attr]
+            name="moto-subprocess-stdout",
+            daemon=True,
+        ).start()
+        return self.url
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+class LocalStack:
+    """moto server (threaded keep-alive, or a subprocess) + the A2I emulator, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        moto_port: int = 0,
+        a2i_port: int = 0,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        moto_in_subprocess: bool = False,
+        emulator_seed: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.region = region
+        self.account_id = account_id
+        self.moto_in_subprocess = moto_in_subprocess
+        self._host = host
+        self._moto_port = moto_port
+        self._a2i_port = a2i_port
+        self._seed = emulator_seed
+        self._moto: MotoServer | MotoSubprocess | None = None
+        self._emulator: Any = None
+        self.moto_url = ""
+        self.a2i_url = ""
+
+    @property
+    def emulator(self) -> Any:
+        """The running ``a2i_emulator.server.EmulatorServer``."""
+        if self._emulator is None:
+            raise RuntimeError("LocalStack is not started")
+        return self._emulator
+
+    @property
+    def moto_server(self) -> MotoServer | MotoSubprocess:
+        if self._moto is None:
+            raise RuntimeError("LocalStack is not started")
+        return self._moto
+
+    def start(self) -> None:
+        if self._moto is not None:
+            raise RuntimeError("LocalStack already started")
+        moto: MotoServer | MotoSubprocess
+        if self.moto_in_subprocess:
+            moto = MotoSubprocess(self._host, self._moto_port)
+        else:
+            moto = MotoServer(self._host, self._moto_port)
+        self.moto_url = moto.start()
+        self._moto = moto
+        try:
+            server_mod = importlib.import_module("a2i_emulator.server")
+            config = server_mod.EmulatorConfig(
+                region=self.region,
+                account_id=self.account_id,
+                s3_endpoint_url=self.moto_url,
+                events_endpoint_url=self.moto_url,
+                seed=self._seed,
+            )
+            emulator = server_mod.EmulatorServer(config)
+            self.a2i_url = str(emulator.start_in_thread(self._host, self._a2i_port))
+            self._emulator = emulator
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local_stack_started", moto_url=self.moto_url, a2i_url=self.a2i_url)
+
+    def stop(self) -> None:
+        emulator, self._emulator = self._emulator, None
+        moto, self._moto = self._moto, None
+        if emulator is not None:
+            emulator.stop_thread()
+        if moto is not None:
+            moto.stop()
+        if emulator is not None or moto is not None:
+            log.info("local_stack_stopped")
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def provision(
+        self,
+        prefix: str = "a2i",
+        *,
+        max_receive_count: int = 5,
+        visibility_timeout: int = 30,
+        ground_truth_rule: bool = False,
+    ) -> StackEndpoints:
+        """Create one isolated environment (see :func:`provision_environment`)."""
+        if self._moto is None or self._emulator is None:
+            raise RuntimeError("LocalStack is not started")
+        return await provision_environment(
+            moto_url=self.moto_url,
+            a2i_url=self.a2i_url,
+            region=self.region,
+            account_id=self.account_id,
+            prefix=prefix,
+            max_receive_count=max_receive_count,
+            visibility_timeout=visibility_timeout,
+            ground_truth_rule=ground_truth_rule,
+        )
