@@ -1,0 +1,241 @@
+"""Quota gate: holds StartHumanLoop calls back while the account is at its open-loop quota.
+
+ServiceQuotaExceededException says "too many loops in progress", not "too fast". The gate
+learns the cap from the number of loops this worker had in flight when it happened, and
+admits a start only while ``in_flight + reserved < cap``. It promises:
+
+- **Nothing is dropped.** :meth:`QuotaGate.wait_open` waits (FIFO) as long as it takes; it
+  never raises because the gate is closed. The caller keeps its SQS messages alive.
+- **Reservations.** Each return of :meth:`wait_open` reserves one slot, so concurrent
+  starts cannot overshoot the cap. The caller ends every reservation with exactly one of
+  :meth:`on_start_succeeded`, :meth:`on_quota_exceeded` or :meth:`on_start_failed`.
+- **Reopens on finishes.** :meth:`on_loop_finished` (from the reconciler) and
+  :meth:`set_in_flight` (from the ledger) admit waiters as soon as there is room.
+- **Probes.** While closed with waiters, one start is let through after a jittered delay
+  (``probe_after`` +- ``probe_jitter``) to test whether the quota moved. A successful probe
+  raises the cap (by 10 %, at least 1) and the next probe comes twice as soon; a rejected
+  probe re-learns the cap and resets the delay.
+- A structlog line at each close / open / probe, never per start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+import structlog
+
+__all__ = ["GateParams", "GateSnapshot", "QuotaGate"]
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GateParams:
+    """``margin``: loops below the learned count to stay at. ``probe_after``: seconds (> 0)
+    the gate stays closed before a probe; ``probe_jitter``: relative spread (0 <= j < 1)."""
+
+    margin: int = 0
+    probe_after: float = 15.0
+    probe_jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or not self.probe_after > 0 or not 0 <= self.probe_jitter < 1:
+            raise ValueError("need margin >= 0, probe_after > 0, 0 <= probe_jitter < 1")
+
+
+@dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """``cap`` is ``None`` until the first ServiceQuotaExceeded (then the gate is open)."""
+
+    in_flight: int
+    reserved: int
+    cap: int | None
+    is_open: bool
+    waiting: int
+    quota_rejections: int
+    probes: int
+    probe_successes: int
+
+
+class QuotaGate:
+    """Concurrency gate on loops in flight; see the module docstring for the promises."""
+
+    def __init__(self, params: GateParams | None = None, *, rng: random.Random | None = None):
+        self.params = params if params is not None else GateParams()
+        self._rng = rng if rng is not None else random.Random()
+        self._in_flight = 0
+        self._reserved = 0
+        self._cap: int | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._probe_timer: asyncio.TimerHandle | None = None
+        self._probing = False
+        self._probe_fut: asyncio.Future[None] | None = None
+        self._probe_scale = 1.0
+        self._was_open = True
+        self.quota_rejections = 0
+        self.probes = 0
+        self.probe_successes = 0
+
+    # -- decisions (pure) -------------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        return self._cap is None or self._in_flight + self._reserved < self._cap
+
+    def probe_delay(self) -> float:
+        """Seconds until the next probe: ``probe_after`` (halved per successful probe),
+        jittered uniformly by +- ``probe_jitter``."""
+        p = self.params
+        base = p.probe_after * self._probe_scale
+        return base * (1.0 + p.probe_jitter * (2.0 * self._rng.random() - 1.0))
+
+    # -- waiting ----------------------------------------------------------------------
+
+    async def wait_open(self) -> None:
+        """Return when a start may go; reserves one slot (see the module docstring)."""
+        if not self._waiters and self._has_room():
+            self._reserved += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._arm_probe()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # granted, but the caller went away: give the slot back
+                if fut is self._probe_fut:
+                    self._probing = False
+                self._release()
+                self._wake()
+            else:
+                self._remove(fut)
+            raise
+
+    def _remove(self, fut: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(fut)
+
+    def _grant_one(self) -> asyncio.Future[None] | None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._reserved += 1
+                fut.set_result(None)
+                return fut
+        return None
+
+    def _wake(self) -> None:
+        while self._waiters and self._has_room():
+            if self._grant_one() is None:
+                break
+        self._note_state()
+        if self._waiters:
+            self._arm_probe()
+        else:
+            self._cancel_probe()
+
+    def _note_state(self) -> None:
+        is_open = self._has_room()
+        if is_open != self._was_open:
+            self._was_open = is_open
+            _log.info(
+                "quota_gate.opened" if is_open else "quota_gate.closed",
+                cap=self._cap,
+                in_flight=self._in_flight,
+                reserved=self._reserved,
+                waiting=len(self._waiters),
+            )
+
+    # -- probes -----------------------------------------------------------------------
+
+    def _arm_probe(self) -> None:
+        if self._probe_timer is not None or self._probing or self._has_room():
+            return
+        delay = self.probe_delay()
+        self._probe_timer = asyncio.get_running_loop().call_later(delay, self._probe)
+
+    def _cancel_probe(self) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+
+    def _probe(self) -> None:
+        self._probe_timer = None
+        if self._has_room() or not self._waiters:
+            self._wake()
+            return
+        self._probe_fut = self._grant_one()
+        if self._probe_fut is not None:
+            self._probing = True
+            self.probes += 1
+            _log.info("quota_gate.probe", cap=self._cap, in_flight=self._in_flight)
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def _release(self) -> None:
+        self._reserved = max(0, self._reserved - 1)
+
+    def on_start_succeeded(self) -> None:
+        """A start went through: one more loop in flight (ends a reservation)."""
+        self._release()
+        self._in_flight += 1
+        if self._probing:
+            self._probing = False
+            self.probe_successes += 1
+            self._probe_scale = max(self._probe_scale / 2.0, 1.0 / 16.0)
+            if self._cap is not None:
+                self._cap = max(self._cap, self._in_flight) + max(1, math.ceil(0.1 * self._cap))
+            _log.info("quota_gate.probe_succeeded", cap=self._cap, in_flight=self._in_flight)
+        self._wake()
+
+    def on_quota_exceeded(self, in_flight: int | None = None) -> None:
+        """A start got ServiceQuotaExceeded (ends a reservation): learn the cap, close.
+
+        ``in_flight``: the caller's count of loops in progress, if it knows better than the
+        gate (e.g. from the ledger); defaults to the gate's own count.
+        """
+        self._release()
+        self.quota_rejections += 1
+        if in_flight is not None:
+            self._in_flight = max(0, in_flight)
+        self._cap = max(0, self._in_flight - self.params.margin)
+        if self._probing:
+            self._probing = False
+            self._probe_scale = 1.0
+        self._wake()
+
+    def on_start_failed(self) -> None:
+        """A start failed for another reason (throttled, 5xx): the reservation is returned."""
+        self._release()
+        if self._probing:
+            self._probing = False  # inconclusive; try again after the delay
+        self._wake()
+
+    def on_loop_finished(self, n: int = 1) -> None:
+        """``n`` loops left InProgress (the reconciler saw them finish): make room."""
+        self._in_flight = max(0, self._in_flight - n)
+        self._wake()
+
+    def set_in_flight(self, n: int) -> None:
+        """Authoritative count of loops in flight (ledger at start-up, sweeps)."""
+        self._in_flight = max(0, n)
+        self._wake()
+
+    # -- observation ------------------------------------------------------------------
+
+    def snapshot(self) -> GateSnapshot:
+        return GateSnapshot(
+            in_flight=self._in_flight,
+            reserved=self._reserved,
+            cap=self._cap,
+            is_open=self._has_room(),
+            waiting=sum(1 for f in self._waiters if not f.done()),
+            quota_rejections=self.quota_rejections,
+            probes=self.probes,
+            probe_successes=self.probe_successes,
+        )

@@ -1,0 +1,210 @@
+"""Adaptive send rate: pure arithmetic, no asyncio, no wall clock.
+
+:class:`AdaptiveRate` turns a stream of "success at t" / "throttled at t" observations into
+a send rate (calls per second). It promises:
+
+- **Growth only while used.** The rate grows only on successes, and never beyond
+  ``params.headroom`` times the rate at which calls are actually answered, so an idle or
+  lightly loaded worker does not drift up to ``max_rate`` and then fire a burst.
+- **Slow start.** Until the first throttle the rate grows exponentially
+  (``slow_start_growth`` e-folds per second).
+- **One cut per congestion event.** A throttle starts a congestion event and cuts the
+  rate multiplicatively (``beta``, jittered); further throttles within ``dedup_window``
+  seconds belong to the same event (they were already in flight) and change nothing.
+- **Cuts to what the server accepts.** If throttles continue after a cut, the next cut is
+  taken from the success rate measured since the previous cut (what the server really
+  admitted), not from the rate we were sending at -- so a step down converges in two
+  events instead of ``log(beta)`` many.
+- **CUBIC recovery.** After a cut the rate follows a scale-free CUBIC curve:
+  concave back up to the rate of the last event ``w_max`` within ``K`` seconds, a short
+  plateau there, then a convex probe beyond it, so a raised quota is found in seconds.
+- **Bounded.** ``min_rate <= rate <= max_rate`` always.
+- **Decorrelated.** ``beta`` and the CUBIC constant are jittered per event from the injected
+  :class:`random.Random`, so replicas that are throttled at the same moment drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+__all__ = ["AdaptiveRate", "RateMeter", "RateParams"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateParams:
+    """Tuning of one :class:`AdaptiveRate` (see docs/limiter.md for the reasoning).
+
+    ``initial``, ``min_rate``, ``max_rate``: calls per second.
+    ``beta``: multiplicative decrease on a congestion event (0 < beta < 1).
+    ``c``: CUBIC constant, *relative* to ``w_max`` (rate = w_max * (1 + c (t - K)^3)).
+    ``jitter``: relative spread applied to ``beta`` (downwards) and ``c`` per event.
+    ``dedup_window``: seconds after a cut during which further throttles are the same event.
+    ``slow_start_growth``: e-folds per second before the first throttle.
+    ``headroom``: the rate never grows beyond headroom x the measured answered-call rate.
+    ``burst_seconds``: client bucket size in seconds of the current rate (at least 1 token).
+    ``rate_scale``: below this rate (calls/s) the CUBIC clock runs slower, proportionally,
+    so a cycle holds enough calls that one throttle per event stays a small fraction.
+    ``memory``: seconds over which the admitted rate between two events is trusted.
+    ``floor``: one cut never goes below ``floor * beta`` times the current rate, however low
+    the admitted-rate measurement (few calls, an idle spell) came out.
+    """
+
+    initial: float = 5.0
+    min_rate: float = 0.5
+    max_rate: float = 1000.0
+    beta: float = 0.85
+    c: float = 0.05
+    jitter: float = 0.1
+    dedup_window: float = 0.15
+    slow_start_growth: float = 3.0
+    headroom: float = 2.0
+    burst_seconds: float = 0.05
+    rate_scale: float = 20.0
+    memory: float = 120.0
+    floor: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_rate <= self.initial <= self.max_rate:
+            raise ValueError("need 0 < min_rate <= initial <= max_rate")
+        if not 0 < self.beta < 1:
+            raise ValueError("beta must be in (0, 1)")
+        if not self.c > 0:
+            raise ValueError("c must be > 0")
+        if not 0 < self.floor <= 1 or self.rate_scale <= 0 or self.memory < 0:
+            raise ValueError("need 0 < floor <= 1, rate_scale > 0, memory >= 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if self.dedup_window < 0 or self.slow_start_growth <= 0 or self.headroom < 1:
+            raise ValueError("dedup_window >= 0, slow_start_growth > 0, headroom >= 1")
+        if self.burst_seconds <= 0:
+            raise ValueError("burst_seconds must be > 0")
+
+
+class RateMeter:
+    """Smoothed events-per-second, updated in buckets of ``bucket`` seconds.
+
+    Like botocore's ``RateClocker``: each full bucket blends its count into an
+    exponentially weighted average with weight ``smoothing``. Empty buckets between two
+    observations count as zero. ``rate`` is 0.0 until the first bucket closes.
+    """
+
+    __slots__ = ("_bucket", "_count", "_rate", "_smoothing", "_start")
+
+    def __init__(self, bucket: float = 0.25, smoothing: float = 0.6) -> None:
+        self._bucket = bucket
+        self._smoothing = smoothing
+        self._start: float | None = None
+        self._count = 0
+        self._rate = 0.0
+
+    def record(self, now: float, amount: int = 1) -> float:
+        """Count ``amount`` events at ``now``; returns the smoothed rate."""
+        if self._start is None:
+            self._start = now
+        elapsed = now - self._start
+        if elapsed >= self._bucket:
+            buckets = math.floor(elapsed / self._bucket)
+            current = self._count / (buckets * self._bucket)
+            # one blend for the closed bucket(s) as a whole: robust to sparse calls
+            self._rate = self._smoothing * current + (1 - self._smoothing) * self._rate
+            self._start += buckets * self._bucket
+            self._count = 0
+        self._count += amount
+        return self._rate
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+
+class AdaptiveRate:
+    """The rate of one operation class; see the module docstring for the promises."""
+
+    def __init__(self, params: RateParams, rng: random.Random | None = None) -> None:
+        self.params = params
+        self._rng = rng if rng is not None else random.Random()
+        self._rate = params.initial
+        self._w_max: float | None = None  # None: slow start (no congestion seen yet)
+        self._epoch = 0.0  # time of the last cut
+        self._k = 0.0
+        self._c = params.c
+        self._last_update: float | None = None
+        self._last_event: float | None = None
+        self._successes_since_event = 0
+        self._answered = RateMeter()
+        self.throttles = 0
+        self.events = 0
+        self.successes = 0
+
+    @property
+    def rate(self) -> float:
+        """Current target send rate, calls per second."""
+        return self._rate
+
+    @property
+    def w_max(self) -> float | None:
+        """Rate at the last congestion event (``None`` while in slow start)."""
+        return self._w_max
+
+    @property
+    def in_slow_start(self) -> bool:
+        return self._w_max is None
+
+    def _clamp(self, rate: float) -> float:
+        return min(self.params.max_rate, max(self.params.min_rate, rate))
+
+    def on_success(self, now: float) -> float:
+        """Record an accepted call answered at ``now``; returns the new rate."""
+        p = self.params
+        self.successes += 1
+        self._successes_since_event += 1
+        answered = self._answered.record(now)
+        last = self._last_update if self._last_update is not None else now
+        self._last_update = now
+        if self._w_max is None:
+            target = self._rate * math.exp(p.slow_start_growth * max(0.0, now - last))
+        else:
+            t = (now - self._epoch) * min(1.0, self._w_max / p.rate_scale)
+            target = self._w_max * (1.0 + self._c * (t - self._k) ** 3)
+        if target > self._rate:
+            # grow only while the rate is being used (answered calls keep up with it)
+            ceiling = max(self._rate, p.headroom * answered) if answered > 0 else self._rate
+            target = min(target, ceiling)
+        # during concave recovery target can be below the current rate only right after a
+        # cut's jittered beta; never let success lower the rate
+        self._rate = self._clamp(max(self._rate, target))
+        return self._rate
+
+    def on_throttle(self, now: float) -> float:
+        """Record a throttled call answered at ``now``; returns the new rate.
+
+        Throttles within ``dedup_window`` of the last cut are the same congestion event and
+        leave the rate alone.
+        """
+        p = self.params
+        self.throttles += 1
+        self._answered.record(now)
+        self._last_update = now
+        last = self._last_event
+        if last is not None and now - last < p.dedup_window:
+            return self._rate
+        base = self._rate
+        if last is not None and now - last <= p.memory:
+            # Between two congestion events the server's bucket went from empty to empty,
+            # so what it admitted in between is its sustained rate: that, not the rate we
+            # happened to be sending at, is where the next plateau belongs.
+            admitted = self._successes_since_event / (now - last)
+            # a noisy measurement (few calls, an idle spell) must not collapse the rate
+            base = min(base, max(admitted, p.floor * base))
+        self.events += 1
+        self._w_max = base
+        beta = p.beta * (1.0 - p.jitter * self._rng.random())
+        self._c = p.c * (1.0 + p.jitter * (2.0 * self._rng.random() - 1.0))
+        self._k = ((1.0 - beta) / self._c) ** (1.0 / 3.0)
+        self._epoch = now
+        self._last_event = now
+        self._successes_since_event = 0
+        self._rate = self._clamp(base * beta)
+        return self._rate
