@@ -1,0 +1,641 @@
+"""DynamoDB ledger, shared by many replicas: one table, conditional writes only.
+
+Key design (the exact definition is :data:`TABLE_DEFINITION`; docs/ledger.md has it
+for the CloudFormation template):
+
+- table key ``request_id`` (S); one item per request;
+- GSI ``by_loop``: ``loop_name`` -> keys, for status events and Describe answers;
+- GSI ``due`` (sparse, STARTING/OPEN only): ``due_shard`` (N, crc32(request_id) mod
+  shards) + ``due_at`` (N, µs) -> keys, for the sweeper;
+- GSI ``done`` (sparse, DONE only): ``done_shard`` + ``done_at`` -> keys, the outbox;
+- GSI ``open`` (sparse, OPEN with a non-terminal loop): ``open_flow`` (S) +
+  ``open_sort`` (N, loop creation µs) -> keys + ``loop_created_at``, for List sweeps.
+
+Every transition is GetItem(ConsistentRead) -> :mod:`a2i_worker.ledger.transitions`
+-> UpdateItem of the changed attributes with ``ConditionExpression version = :read``;
+a failed condition re-reads and re-decides, so exactly one of several racing
+replicas wins. Index reads are eventually consistent; their keys are re-read with
+ConsistentRead and re-checked before a record is returned.
+
+The InputContent is stored zlib-compressed (``input_z``, B). An item still larger
+than DynamoDB's 400 KB after that raises :class:`PermanentError`
+(``ledger_item_too_large``): such inputs belong in S3 (``input_s3_uri``).
+PUBLISHED items get ``expires_at`` (epoch seconds) for DynamoDB TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from a2i_worker.errors import ConfigError, PermanentError, TransientError
+from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger.protocol import (
+    Claim,
+    ClaimOutcome,
+    LedgerRecord,
+    LoopUpdate,
+    Phase,
+    StartPayload,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+__all__ = [
+    "DEFAULT_SHARDS",
+    "MAX_ITEM_BYTES",
+    "TABLE_DEFINITION",
+    "DynamoDbLedger",
+    "create_table",
+    "item_size",
+]
+
+log = structlog.get_logger(__name__)
+
+#: DynamoDB's item size limit (names + values).
+MAX_ITEM_BYTES = 400 * 1024
+#: Partitions of the sparse ``due`` and ``done`` indexes (spreads hot index writes).
+DEFAULT_SHARDS = 4
+_MAX_RETRIES = 50
+_BATCH_GET = 100
+
+#: CreateTable arguments, minus TableName: the schema every deployment must match.
+TABLE_DEFINITION: dict[str, Any] = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "AttributeDefinitions": [
+        {"AttributeName": "request_id", "AttributeType": "S"},
+        {"AttributeName": "loop_name", "AttributeType": "S"},
+        {"AttributeName": "due_shard", "AttributeType": "N"},
+        {"AttributeName": "due_at", "AttributeType": "N"},
+        {"AttributeName": "done_shard", "AttributeType": "N"},
+        {"AttributeName": "done_at", "AttributeType": "N"},
+        {"AttributeName": "open_flow", "AttributeType": "S"},
+        {"AttributeName": "open_sort", "AttributeType": "N"},
+    ],
+    "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": "by_loop",
+            "KeySchema": [{"AttributeName": "loop_name", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            "IndexName": "due",
+            "KeySchema": [
+                {"AttributeName": "due_shard", "KeyType": "HASH"},
+                {"AttributeName": "due_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            "IndexName": "done",
+            "KeySchema": [
+                {"AttributeName": "done_shard", "KeyType": "HASH"},
+                {"AttributeName": "done_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            "IndexName": "open",
+            "KeySchema": [
+                {"AttributeName": "open_flow", "KeyType": "HASH"},
+                {"AttributeName": "open_sort", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["loop_created_at"]},
+        },
+    ],
+}
+_INDEX_NAMES = frozenset(g["IndexName"] for g in TABLE_DEFINITION["GlobalSecondaryIndexes"])
+TTL_ATTRIBUTE = "expires_at"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_T = TypeVar("_T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _serialize(value: str | int | bytes) -> dict[str, Any]:
+    """One codec value as a DynamoDB AttributeValue (the codec only produces S, N, B)."""
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes):
+        return {"B": value}
+    return {"N": str(value)}
+
+
+def _deserialize(value: dict[str, Any]) -> codec.Value:
+    if "S" in value:
+        return str(value["S"])
+    if "N" in value:
+        return int(value["N"])
+    if "B" in value:
+        return bytes(value["B"])
+    if value.get("NULL"):
+        return None
+    raise ValueError(f"unexpected attribute type in ledger item: {sorted(value)}")
+
+
+def _to_item(row: codec.Row) -> dict[str, Any]:
+    return {k: _serialize(v) for k, v in row.items() if v is not None}
+
+
+def _from_item(item: dict[str, Any]) -> LedgerRecord:
+    return codec.from_row({k: _deserialize(v) for k, v in item.items()})
+
+
+def _value_size(value: codec.Value) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value)
+    return 21  # numbers: at most 21 bytes
+
+
+def item_size(row: codec.Row) -> int:
+    """DynamoDB's size of an item: attribute names plus values (absent ones excluded)."""
+    return sum(len(k) + _value_size(v) for k, v in row.items() if v is not None)
+
+
+async def create_table(
+    client: DynamoDBClient, table_name: str, *, ttl: bool = True, wait: bool = True
+) -> None:
+    """Create the ledger table (idempotent): for the local stack and tests.
+
+    Production tables come from deploy/ (CloudFormation) with the same definition.
+    """
+    try:
+        await client.create_table(TableName=table_name, **TABLE_DEFINITION)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceInUseException":
+            raise
+    if wait:
+        waiter = client.get_waiter("table_exists")
+        await waiter.wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    if ttl:
+        try:
+            await client.update_time_to_live(
+                TableName=table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
+        except ClientError as exc:  # already enabled
+            if _error_code(exc) != "ValidationException":
+                raise
+
+
+class DynamoDbLedger:
+    """The :class:`~a2i_worker.ledger.protocol.Ledger` on one DynamoDB table.
+
+    ``client`` is an open aioboto3 DynamoDB client; its lifetime belongs to the caller.
+    ``ttl_days`` (None: never) is how long PUBLISHED records live before TTL deletes them.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        *,
+        ttl_days: float | None = 30.0,
+        shards: int = DEFAULT_SHARDS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if shards < 1:
+            raise ValueError("shards must be >= 1")
+        self.table_name = table_name
+        self._client = client
+        self._ttl = None if ttl_days is None else timedelta(days=ttl_days)
+        self._shards = shards
+        self._clock = clock
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Check the table exists with the expected key and indexes (never creates it)."""
+        try:
+            desc = (await self._client.describe_table(TableName=self.table_name))["Table"]
+        except ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                raise ConfigError(
+                    f"ledger table {self.table_name!r} does not exist; deploy it (deploy/) "
+                    "or create it with a2i_worker.ledger.dynamodb.create_table"
+                ) from exc
+            raise ConfigError(f"ledger table {self.table_name!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ConfigError(f"ledger table {self.table_name!r}: unreachable: {exc}") from exc
+        keys = [(k["AttributeName"], k["KeyType"]) for k in desc.get("KeySchema", [])]
+        if keys != [("request_id", "HASH")]:
+            raise ConfigError(
+                f"ledger table {self.table_name!r}: key schema is {keys}, expected request_id HASH"
+            )
+        present = {g["IndexName"] for g in desc.get("GlobalSecondaryIndexes", [])}
+        missing = sorted(_INDEX_NAMES - present)
+        if missing:
+            raise ConfigError(
+                f"ledger table {self.table_name!r}: missing global secondary indexes {missing}"
+            )
+        log.info("ledger.dynamodb.opened", table=self.table_name)
+
+    async def close(self) -> None:
+        """Nothing to release: the client belongs to the caller."""
+
+    async def ping(self) -> None:
+        await self._call(
+            lambda: self._client.get_item(
+                TableName=self.table_name, Key={"request_id": {"S": "__ping__"}}
+            )
+        )
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one request; throttling, 5xx and network errors become TransientError."""
+        try:
+            return await fn()
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code == "ValidationException" and "size" in str(exc).lower():
+                raise PermanentError(
+                    "ledger_item_too_large", f"the ledger record exceeds DynamoDB limits: {exc}"
+                ) from exc
+            if code in {"ConditionalCheckFailedException", "ValidationException"}:
+                raise
+            raise TransientError(f"ledger table {self.table_name!r}: {code}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"ledger table {self.table_name!r}: {exc}") from exc
+
+    def _row(self, record: LedgerRecord, *, with_input: bool) -> codec.Row:
+        row = codec.to_row(record, with_input=with_input)
+        shard = zlib.crc32(record.request_id.encode("utf-8")) % self._shards
+        row["due_shard"] = shard if row["due_at"] is not None else None
+        row["done_shard"] = shard if row["done_at"] is not None else None
+        expires: int | None = None
+        if record.phase is Phase.PUBLISHED and self._ttl is not None and record.updated_at:
+            expires = int((record.updated_at + self._ttl).timestamp())
+        row[TTL_ATTRIBUTE] = expires
+        return row
+
+    def _check_size(self, record: LedgerRecord) -> None:
+        size = item_size(self._row(record, with_input=True))
+        if size > MAX_ITEM_BYTES:
+            raise PermanentError(
+                "ledger_item_too_large",
+                f"the ledger record would be {size} bytes after compressing the input; "
+                f"DynamoDB allows {MAX_ITEM_BYTES}. Send large inputs as input_s3_uri.",
+            )
+
+    async def _write(self, old: LedgerRecord, new: LedgerRecord) -> bool:
+        with_input = old.payload != new.payload
+        if with_input or old.result != new.result:
+            self._check_size(new)
+        old_row = self._row(old, with_input=False)
+        new_row = self._row(new, with_input=with_input)
+        changes = {k: v for k, v in new_row.items() if k == "input_z" or old_row.get(k) != v}
+        names: dict[str, str] = {"#version": "version"}
+        values: dict[str, Any] = {":read_version": {"N": str(old.version)}}
+        sets: list[str] = []
+        removes: list[str] = []
+        for i, (name, value) in enumerate(changes.items()):
+            names[f"#a{i}"] = name
+            if value is None:
+                removes.append(f"#a{i}")
+            else:
+                values[f":v{i}"] = _serialize(value)
+                sets.append(f"#a{i} = :v{i}")
+        expression = ("SET " + ", ".join(sets)) if sets else ""
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        try:
+            await self._call(
+                lambda: self._client.update_item(
+                    TableName=self.table_name,
+                    Key={"request_id": {"S": old.request_id}},
+                    UpdateExpression=expression.strip(),
+                    ConditionExpression="#version = :read_version",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def _transition(
+        self, request_id: str, step: Callable[[LedgerRecord], LedgerRecord | None]
+    ) -> tuple[LedgerRecord | None, LedgerRecord | None]:
+        """Apply ``step`` atomically: ``(record read, record written or None)``."""
+        for _ in range(_MAX_RETRIES):
+            old = await self.get(request_id)
+            if old is None:
+                return None, None
+            new = step(old)
+            if new is None:
+                return old, None
+            if await self._write(old, new):
+                return old, new
+        raise TransientError(f"ledger: too much contention on one record ({_MAX_RETRIES} tries)")
+
+    async def _op(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One call with arguments built at run time (untyped view of the client)."""
+        method: Callable[..., Awaitable[dict[str, Any]]] = getattr(self._client, operation)
+        return await self._call(lambda: method(**kwargs))
+
+    async def _paged(self, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """All items of a Query or Scan, following LastEvaluatedKey (up to ``Limit``)."""
+        items: list[dict[str, Any]] = []
+        limit = kwargs.get("Limit")
+        while True:
+            page = await self._op(operation, TableName=self.table_name, **kwargs)
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(items) >= limit):
+                return items
+            kwargs["ExclusiveStartKey"] = start
+
+    async def _query_keys(self, **kwargs: Any) -> list[dict[str, Any]]:
+        return await self._paged("query", **kwargs)
+
+    async def _get_many(self, request_ids: Sequence[str]) -> dict[str, LedgerRecord]:
+        """Consistent reads of many records (BatchGetItem, unprocessed keys retried)."""
+        found: dict[str, LedgerRecord] = {}
+        unique = list(dict.fromkeys(request_ids))
+        for i in range(0, len(unique), _BATCH_GET):
+            pending: list[dict[str, Any]] = [
+                {"request_id": {"S": rid}} for rid in unique[i : i + _BATCH_GET]
+            ]
+            delay = 0.05
+            while pending:
+                answer = await self._op(
+                    "batch_get_item",
+                    RequestItems={self.table_name: {"Keys": pending, "ConsistentRead": True}},
+                )
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    record = _from_item(item)
+                    found[record.request_id] = record
+                pending = list(
+                    answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+                )
+                if pending:  # DynamoDB asks for back-off before retrying unprocessed keys
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return found
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> LedgerRecord | None:
+        answer = await self._call(
+            lambda: self._client.get_item(
+                TableName=self.table_name,
+                Key={"request_id": {"S": request_id}},
+                ConsistentRead=True,
+            )
+        )
+        item = answer.get("Item")
+        return None if item is None else _from_item(dict(item))
+
+    async def get_by_loop(self, loop_name: str) -> LedgerRecord | None:
+        hits = await self._query_keys(
+            IndexName="by_loop",
+            KeyConditionExpression="loop_name = :n",
+            ExpressionAttributeValues={":n": {"S": loop_name}},
+        )
+        for hit in hits:
+            record = await self.get(str(hit["request_id"]["S"]))
+            if record is not None and record.loop_name == loop_name:
+                return record
+        return None
+
+    async def _sharded(
+        self, index: str, shard_attr: str, sort_attr: str, upper: int | None, limit: int
+    ) -> list[str]:
+        """request_ids of the ``limit`` smallest sort keys across all shards of ``index``."""
+
+        async def one(shard: int) -> list[tuple[int, str]]:
+            condition = f"{shard_attr} = :s"
+            values: dict[str, Any] = {":s": {"N": str(shard)}}
+            if upper is not None:
+                condition += f" AND {sort_attr} <= :u"
+                values[":u"] = {"N": str(upper)}
+            items = await self._query_keys(
+                IndexName=index,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ScanIndexForward=True,
+                Limit=limit,
+            )
+            return [(int(it[sort_attr]["N"]), str(it["request_id"]["S"])) for it in items]
+
+        per_shard = await asyncio.gather(*(one(s) for s in range(self._shards)))
+        merged = sorted(pair for pairs in per_shard for pair in pairs)
+        return [rid for _, rid in merged[:limit]]
+
+    async def due_for_check(self, now: datetime, limit: int) -> list[LedgerRecord]:
+        if limit <= 0:
+            return []
+        ids = await self._sharded("due", "due_shard", "due_at", codec.to_micros(now), limit)
+        records = await self._get_many(ids)
+        due = [
+            r
+            for r in records.values()
+            if r.phase in transitions.ACTIVE_PHASES
+            and r.next_check_at is not None
+            and r.next_check_at <= now
+        ]
+        return sorted(due, key=lambda r: (r.next_check_at, r.request_id))
+
+    async def unpublished(self, limit: int) -> list[LedgerRecord]:
+        if limit <= 0:
+            return []
+        ids = await self._sharded("done", "done_shard", "done_at", None, limit)
+        records = await self._get_many(ids)
+        done = [r for r in records.values() if r.phase is Phase.DONE]
+        return sorted(done, key=lambda r: (r.updated_at or _EPOCH, r.request_id))
+
+    async def open_loops_by_flow(self) -> dict[str, tuple[int, datetime | None]]:
+        counts: dict[str, tuple[int, datetime | None]] = {}
+        for item in await self._paged("scan", IndexName="open"):
+            flow = str(item["open_flow"]["S"])
+            created_raw = item.get("loop_created_at", {}).get("N")
+            created = None if created_raw is None else codec.from_micros(int(created_raw))
+            n, oldest = counts.get(flow, (0, None))
+            if created is not None and (oldest is None or created < oldest):
+                oldest = created
+            counts[flow] = (n + 1, oldest)
+        return counts
+
+    async def open_records_for_flow(
+        self, flow_definition_arn: str, limit: int
+    ) -> list[LedgerRecord]:
+        if limit <= 0:
+            return []
+        hits = await self._query_keys(
+            IndexName="open",
+            KeyConditionExpression="open_flow = :f",
+            ExpressionAttributeValues={":f": {"S": flow_definition_arn}},
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        ids = [str(h["request_id"]["S"]) for h in hits[:limit]]
+        records = await self._get_many(ids)
+        rows = [
+            r
+            for r in records.values()
+            if transitions.is_open_loop(r)
+            and r.payload is not None
+            and r.payload.flow_definition_arn == flow_definition_arn
+        ]
+        return sorted(rows, key=lambda r: codec.to_row(r, with_input=False)["open_sort"] or 0)
+
+    async def count_by_phase(self) -> dict[Phase, int]:
+        """Counts by a full Scan of the ``phase`` attribute: O(table); call it rarely."""
+        counts = dict.fromkeys(Phase, 0)
+        items = await self._paged(
+            "scan", ProjectionExpression="#p", ExpressionAttributeNames={"#p": "phase"}
+        )
+        for item in items:
+            counts[Phase(item["phase"]["S"])] += 1
+        return counts
+
+    # -- transitions ----------------------------------------------------------------
+
+    async def claim(
+        self,
+        request_id: str,
+        fingerprint: str,
+        *,
+        route: str | None,
+        received_at: datetime,
+    ) -> Claim:
+        record = transitions.new_record(
+            request_id, fingerprint, route=route, received_at=received_at
+        )
+        try:
+            await self._call(
+                lambda: self._client.put_item(
+                    TableName=self.table_name,
+                    Item=_to_item(self._row(record, with_input=True)),
+                    ConditionExpression="attribute_not_exists(request_id)",
+                )
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        else:
+            return Claim(ClaimOutcome.NEW, record)
+        existing = await self.get(request_id)
+        if existing is None:  # deleted by TTL in between: claim again from scratch
+            return await self.claim(request_id, fingerprint, route=route, received_at=received_at)
+        return Claim(transitions.claim_outcome(existing, fingerprint), existing)
+
+    async def mark_starting(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        attempt: int,
+        loop_name: str,
+        decision: dict[str, Any] | None,
+        context: dict[str, Any] | None,
+        payload: StartPayload,
+        next_check_at: datetime,
+    ) -> bool:
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            return transitions.start(
+                r,
+                expected=expected,
+                attempt=attempt,
+                loop_name=loop_name,
+                decision=decision,
+                context=context,
+                payload=payload,
+                next_check_at=next_check_at,
+                now=self._clock(),
+            )
+
+        return (await self._transition(request_id, step))[1] is not None
+
+    async def mark_open(
+        self,
+        request_id: str,
+        *,
+        loop_name: str,
+        loop_arn: str,
+        loop_created_at: datetime | None,
+        next_check_at: datetime,
+    ) -> bool:
+        accepted = False
+
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            nonlocal accepted
+            accepted, new = transitions.open_loop(
+                r,
+                loop_name=loop_name,
+                loop_arn=loop_arn,
+                loop_created_at=loop_created_at,
+                next_check_at=next_check_at,
+                now=self._clock(),
+            )
+            return new
+
+        await self._transition(request_id, step)
+        return accepted
+
+    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
+        current = await self.get_by_loop(update.loop_name)
+        if current is None:
+            return None
+        return (
+            await self._transition(
+                current.request_id,
+                lambda r: transitions.apply_update(r, update, now=self._clock()),
+            )
+        )[1]
+
+    async def store_result(
+        self,
+        request_id: str,
+        *,
+        expected: Sequence[Phase],
+        result: dict[str, Any],
+        result_id: str,
+        decision: dict[str, Any] | None = None,
+    ) -> bool:
+        def step(r: LedgerRecord) -> LedgerRecord | None:
+            return transitions.store_result(
+                r,
+                expected=expected,
+                result=result,
+                result_id=result_id,
+                decision=decision,
+                now=self._clock(),
+            )
+
+        return (await self._transition(request_id, step))[1] is not None
+
+    async def mark_published(self, request_id: str, result_id: str) -> bool:
+        new = (
+            await self._transition(
+                request_id, lambda r: transitions.publish(r, result_id, now=self._clock())
+            )
+        )[1]
+        return new is not None
+
+    async def reschedule(self, request_id: str, next_check_at: datetime) -> None:
+        await self._transition(
+            request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())
+        )
