@@ -77,7 +77,7 @@ class RateParams:
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
         if self.dedup_window < 0 or self.slow_start_growth <= 0 or self.headroom < 1:
-            raise ValueError("dedup_window >= 0, slow_start_growth > 0, headroom >= 1")
+            raise ValueError("need dedup_window >= 0, slow_start_growth > 0, headroom >= 1")
         if self.burst_seconds <= 0:
             raise ValueError("burst_seconds must be > 0")
 
@@ -127,7 +127,7 @@ class AdaptiveRate:
         self._rng = rng if rng is not None else random.Random()
         self._rate = params.initial
         self._w_max: float | None = None  # None: slow start (no congestion seen yet)
-        self._epoch = 0.0  # time of the last cut
+        self._t_eff = 0.0  # CUBIC time since the last cut (see rate_scale)
         self._k = 0.0
         self._c = params.c
         self._last_update: float | None = None
@@ -166,8 +166,9 @@ class AdaptiveRate:
         if self._w_max is None:
             target = self._rate * math.exp(p.slow_start_growth * max(0.0, now - last))
         else:
-            t = (now - self._epoch) * min(1.0, self._w_max / p.rate_scale)
-            target = self._w_max * (1.0 + self._c * (t - self._k) ** 3)
+            # the CUBIC clock runs slower below rate_scale, in proportion to the rate
+            self._t_eff += max(0.0, now - last) * min(1.0, self._rate / p.rate_scale)
+            target = self._w_max * (1.0 + self._c * (self._t_eff - self._k) ** 3)
         if target > self._rate:
             # grow only while the rate is being used (answered calls keep up with it)
             ceiling = max(self._rate, p.headroom * answered) if answered > 0 else self._rate
@@ -203,7 +204,7 @@ class AdaptiveRate:
         beta = p.beta * (1.0 - p.jitter * self._rng.random())
         self._c = p.c * (1.0 + p.jitter * (2.0 * self._rng.random() - 1.0))
         self._k = ((1.0 - beta) / self._c) ** (1.0 / 3.0)
-        self._epoch = now
+        self._t_eff = 0.0
         self._last_event = now
         self._successes_since_event = 0
         self._rate = self._clamp(base * beta)
