@@ -1,0 +1,234 @@
+"""The template's stateful core, created by moto's CloudFormation over HTTP, works as promised.
+
+moto 5.2.5 has no CloudFormation model for three resource types of the template, so the
+stack is created from a variant without them (and without anything that references them):
+
+- ``AWS::SQS::QueuePolicy`` (EventsQueuePolicy): moto's EventBridge delivers to SQS
+  without checking queue policies, so the rule -> queue path is still exercised; the
+  policy itself is checked statically in test_cloudformation.py.
+- ``AWS::ApplicationAutoScaling::ScalableTarget`` / ``ScalingPolicy``: scaling needs ECS
+  metrics moto doesn't produce; checked statically.
+
+A test fails when moto gains (or loses) support, so the list stays true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import aioboto3  # type: ignore[import-untyped]
+import pytest
+from moto.cloudformation.parsing import get_model_map
+
+from .cfn import load_template, without_resource_types
+
+if TYPE_CHECKING:
+    from types_aiobotocore_cloudformation import CloudFormationClient
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_events import EventBridgeClient
+    from types_aiobotocore_sqs import SQSClient
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK = "a2i-deploy-test"
+FLOW_ARNS = [
+    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/invoices",
+    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/receipts",
+]
+UNSUPPORTED_BY_MOTO = {
+    "AWS::SQS::QueuePolicy",
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
+}
+LEFT_OUT = ["BacklogPerTaskScalingPolicy", "EventsQueuePolicy", "ScalableTarget"]
+STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"
+
+
+@asynccontextmanager
+async def client(service: str, moto_url: str) -> AsyncIterator[Any]:
+    session = aioboto3.Session()
+    async with session.client(
+        service,
+        endpoint_url=moto_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ) as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class Stack:
+    outputs: dict[str, str]
+    resources: dict[str, str]  # logical ID -> physical ID
+    status: str
+
+
+async def _create_stack(moto_url: str) -> Stack:
+    variant, removed = without_resource_types(load_template(), UNSUPPORTED_BY_MOTO)
+    assert removed == LEFT_OUT
+    async with client("ec2", moto_url) as ec2:  # no EC2 stubs installed: Any
+        vpcs = (await ec2.describe_vpcs())["Vpcs"]
+        vpc_id = next(v["VpcId"] for v in vpcs if v.get("IsDefault"))
+        subnets = await ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+        subnet_ids = [s["SubnetId"] for s in subnets["Subnets"]][:2]
+    parameters = {
+        "VpcId": vpc_id,
+        "SubnetIds": ",".join(subnet_ids),
+        "ContainerImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/a2i-worker:test",
+        "FlowDefinitionArns": ",".join(FLOW_ARNS),
+        "OutputBucketName": "review-output",
+        "OutputPrefix": "a2i/",
+        "AllowDeleteFinishedLoops": "true",
+    }
+    async with client("cloudformation", moto_url) as cfn_any:
+        cfn = cast("CloudFormationClient", cfn_any)
+        await cfn.create_stack(
+            StackName=STACK,
+            TemplateBody=json.dumps(variant),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            (described,) = (await cfn.describe_stacks(StackName=STACK))["Stacks"]
+            if not described["StackStatus"].endswith("IN_PROGRESS"):
+                break
+            assert time.monotonic() < deadline, described["StackStatus"]
+            await asyncio.sleep(0.05)  # polling a condition, not synchronizing
+        listed = await cfn.list_stack_resources(StackName=STACK)
+    return Stack(
+        outputs={o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])},
+        resources={
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in listed["StackResourceSummaries"]
+        },
+        status=described["StackStatus"],
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> Stack:
+    return asyncio.run(_create_stack(moto_url))
+
+
+def test_the_left_out_types_are_exactly_those_moto_lacks() -> None:
+    types = {r["Type"] for r in load_template()["Resources"].values()}
+    assert types - set(get_model_map()) == UNSUPPORTED_BY_MOTO
+
+
+def test_stack_creates_every_other_resource(stack: Stack) -> None:
+    assert stack.status == "CREATE_COMPLETE"
+    expected = set(load_template()["Resources"]) - set(LEFT_OUT)
+    assert set(stack.resources) == expected
+
+
+async def test_queues_redrive_to_their_dlqs(stack: Stack, moto_url: str) -> None:
+    async with client("sqs", moto_url) as sqs_any:
+        sqs = cast("SQSClient", sqs_any)
+        for queue, dlq in [
+            ("RequestsQueueUrl", "RequestsDeadLetterQueueUrl"),
+            ("EventsQueueUrl", "EventsDeadLetterQueueUrl"),
+            ("ResultsQueueUrl", "ResultsDeadLetterQueueUrl"),
+        ]:
+            attrs = (
+                await sqs.get_queue_attributes(
+                    QueueUrl=stack.outputs[queue], AttributeNames=["All"]
+                )
+            )["Attributes"]
+            dlq_arn = (
+                await sqs.get_queue_attributes(
+                    QueueUrl=stack.outputs[dlq], AttributeNames=["QueueArn"]
+                )
+            )["Attributes"]["QueueArn"]
+            redrive = json.loads(attrs["RedrivePolicy"])
+            assert redrive["deadLetterTargetArn"] == dlq_arn
+            assert int(redrive["maxReceiveCount"]) == 5
+        requests = await sqs.get_queue_attributes(
+            QueueUrl=stack.outputs["RequestsQueueUrl"], AttributeNames=["VisibilityTimeout"]
+        )
+        assert requests["Attributes"]["VisibilityTimeout"] == "120"
+
+
+async def test_rule_pattern_and_target(stack: Stack, moto_url: str) -> None:
+    async with client("events", moto_url) as events_any, client("sqs", moto_url) as sqs_any:
+        events = cast("EventBridgeClient", events_any)
+        sqs = cast("SQSClient", sqs_any)
+        rule_name = stack.resources["HumanLoopStatusRule"]
+        rule = await events.describe_rule(Name=rule_name)
+        assert json.loads(rule["EventPattern"]) == {
+            "source": ["aws.sagemaker"],
+            "detail-type": [STATUS_CHANGE],
+            "detail": {"flowDefinitionArn": FLOW_ARNS},
+        }
+        assert rule["State"] == "ENABLED"
+        targets = (await events.list_targets_by_rule(Rule=rule_name))["Targets"]
+        events_arn = (
+            await sqs.get_queue_attributes(
+                QueueUrl=stack.outputs["EventsQueueUrl"], AttributeNames=["QueueArn"]
+            )
+        )["Attributes"]["QueueArn"]
+        assert [t["Arn"] for t in targets] == [events_arn]
+
+
+async def test_only_a2i_status_changes_of_own_flows_reach_the_events_queue(
+    stack: Stack, moto_url: str
+) -> None:
+    def entry(detail_type: str, flow_arn: str, name: str) -> Any:
+        return {
+            "Source": "aws.sagemaker",
+            "DetailType": detail_type,
+            "Detail": json.dumps(
+                {
+                    "flowDefinitionArn": flow_arn,
+                    "humanLoopName": name,
+                    "humanLoopStatus": "Completed",
+                }
+            ),
+        }
+
+    other_flow = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/someone-else"
+    async with client("events", moto_url) as events_any, client("sqs", moto_url) as sqs_any:
+        events = cast("EventBridgeClient", events_any)
+        sqs = cast("SQSClient", sqs_any)
+        sent = await events.put_events(
+            Entries=[
+                entry("SageMaker Ground Truth Labeling Job State Change", FLOW_ARNS[0], "gt"),
+                entry(STATUS_CHANGE, other_flow, "other-flow"),
+                entry(STATUS_CHANGE, FLOW_ARNS[1], "ours"),
+            ]
+        )
+        assert sent["FailedEntryCount"] == 0
+        names: list[str] = []
+        deadline = time.monotonic() + 10
+        while "ours" not in names:
+            assert time.monotonic() < deadline, names
+            got = await sqs.receive_message(
+                QueueUrl=stack.outputs["EventsQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            names += [
+                json.loads(m["Body"])["detail"]["humanLoopName"] for m in got.get("Messages", [])
+            ]
+        got = await sqs.receive_message(
+            QueueUrl=stack.outputs["EventsQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=0
+        )
+        names += [json.loads(m["Body"])["detail"]["humanLoopName"] for m in got.get("Messages", [])]
+        assert names == ["ours"]
+
+
+async def test_ledger_table_key_schema_and_index(stack: Stack, moto_url: str) -> None:
+    async with client("dynamodb", moto_url) as ddb_any:
+        ddb = cast("DynamoDBClient", ddb_any)
+        table = (await ddb.describe_table(TableName=stack.outputs["LedgerTableName"]))["Table"]
+        assert table["KeySchema"] == [{"AttributeName": "request_id", "KeyType": "HASH"}]
+        indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes["by_loop"]["KeySchema"] == [
+            {"AttributeName": "loop_name", "KeyType": "HASH"}
+        ]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
