@@ -53,6 +53,7 @@ from a2i_worker.naming import stable_digest
 __all__ = [
     "CONTENT_CLASSIFIERS",
     "FLOW_DEFINITION_ARN_PATTERN",
+    "MAX_ARN_LENGTH",
     "MAX_DEPTH",
     "MAX_INPUT_CHARS",
     "MAX_MESSAGE_CHARS",
