@@ -1,0 +1,267 @@
+"""The asyncio side: the re-tunable bucket, per-class independence, the quota gate.
+
+Real event loop, tiny intervals; every wait is bounded by a timeout on a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import pytest
+
+from a2i_worker.limiter import (
+    AdaptiveLimiter,
+    GateParams,
+    QuotaGate,
+    RateParams,
+    TunableLimiter,
+)
+
+
+async def eventually(cond: Callable[[], bool], within: float = 2.0) -> None:
+    """Poll ``cond`` until it holds; fail after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while not cond():  # noqa: ASYNC110 -- polling a condition with a deadline, on purpose
+            await asyncio.sleep(0.001)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+async def test_set_rate_applies_to_tasks_already_waiting() -> None:
+    bucket = TunableLimiter(rate=0.5)  # one token per 2 s
+    await bucket.acquire()
+    done = asyncio.Event()
+
+    async def waiter() -> None:
+        async with bucket:
+            done.set()
+
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)  # let it queue behind the empty bucket
+    assert not done.is_set()
+    bucket.set_rate(200.0)  # next token in 5 ms, not in 2 s
+    async with asyncio.timeout(0.5):
+        await done.wait()
+    await task
+    assert bucket.rate == 200.0
+
+
+async def test_bucket_paces_at_the_set_rate() -> None:
+    bucket = TunableLimiter(rate=100.0, burst=1.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for _ in range(21):
+        await bucket.acquire()
+    elapsed = loop.time() - t0
+    assert 0.15 <= elapsed < 1.0  # 20 intervals of 10 ms
+
+
+async def test_unknown_class_is_rejected() -> None:
+    lim = AdaptiveLimiter(start=RateParams(), sweep=RateParams())
+    with pytest.raises(ValueError, match="unknown operation class"):
+        lim.acquire("delete")
+
+
+async def test_throttles_cut_only_their_own_class_and_snapshot_shows_it() -> None:
+    clock = FakeClock()
+    lim = AdaptiveLimiter(
+        start=RateParams(initial=100.0),
+        sweep=RateParams(initial=10.0),
+        clock=clock,
+        rng=random.Random(1),
+    )
+    lim.on_throttle("start")
+    clock.t += 0.01
+    lim.on_throttle("start")  # same congestion event
+    snap = lim.snapshot()
+    assert snap.start.rate < 100.0
+    assert snap.start.throttles == 2
+    assert snap.start.congestion_events == 1
+    assert snap.sweep.rate == 10.0
+    assert snap.sweep.throttles == 0
+    assert lim.rate("start") == snap.start.rate
+
+
+async def test_sweeps_get_through_while_starts_saturate() -> None:
+    lim = AdaptiveLimiter(
+        start=RateParams(initial=1.0, min_rate=1.0), sweep=RateParams(initial=200.0)
+    )
+    starts = sweeps = 0
+
+    async def start_worker() -> None:
+        nonlocal starts
+        while True:
+            async with lim.acquire("start"):
+                starts += 1
+            lim.on_throttle("start")
+
+    async def sweep_worker() -> None:
+        nonlocal sweeps
+        while True:
+            async with lim.acquire("sweep"):
+                sweeps += 1
+            lim.on_success("sweep")
+
+    tasks = [asyncio.create_task(start_worker()) for _ in range(50)]
+    tasks.append(asyncio.create_task(sweep_worker()))
+    try:
+        await eventually(lambda: sweeps >= 20)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert starts <= 3  # 50 start tasks queued at ~1/s, none of them in the sweeps' way
+
+
+# -- quota gate ------------------------------------------------------------------------
+
+
+async def test_gate_is_open_until_the_first_quota_error() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    for _ in range(100):
+        async with asyncio.timeout(0.5):
+            await gate.wait_open()
+        gate.on_start_succeeded()
+    snap = gate.snapshot()
+    assert (snap.cap, snap.is_open, snap.in_flight, snap.reserved) == (None, True, 100, 0)
+
+
+async def test_gate_closes_at_the_learned_level_and_reopens_on_finishes() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    for _ in range(5):
+        await gate.wait_open()
+        gate.on_start_succeeded()
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # the 6th start: quota is 5 loops
+    snap = gate.snapshot()
+    assert (snap.cap, snap.is_open, snap.quota_rejections) == (5, False, 1)
+
+    admitted = 0
+
+    async def starter() -> None:
+        nonlocal admitted
+        await gate.wait_open()
+        admitted += 1
+        gate.on_start_succeeded()
+
+    tasks = [asyncio.create_task(starter()) for _ in range(3)]
+    await eventually(lambda: gate.snapshot().waiting == 3)
+    assert admitted == 0  # held, not rejected
+    gate.on_loop_finished()
+    await eventually(lambda: admitted == 1)
+    gate.on_loop_finished(2)
+    await eventually(lambda: admitted == 3)
+    await asyncio.gather(*tasks)
+    snap = gate.snapshot()
+    assert (snap.in_flight, snap.is_open) == (5, False)
+
+
+async def test_concurrent_starts_cannot_overshoot_the_cap() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    gate.set_in_flight(3)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 3
+    gate.on_loop_finished(2)  # room for 2
+
+    granted = 0
+
+    async def starter() -> None:
+        nonlocal granted
+        await gate.wait_open()
+        granted += 1  # reservation held: no on_start_* yet
+
+    tasks = [asyncio.create_task(starter()) for _ in range(10)]
+    await eventually(lambda: granted == 2 and gate.snapshot().waiting == 8)
+    assert gate.snapshot().reserved == 2
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_failed_start_returns_its_reservation() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    gate.set_in_flight(1)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 1, in flight 1
+    gate.on_loop_finished()
+    await gate.wait_open()
+    assert not gate.snapshot().is_open
+    gate.on_start_failed()  # throttled: slot back
+    assert gate.snapshot().is_open
+
+
+async def test_probe_lets_one_start_through_after_a_jittered_delay() -> None:
+    gate = QuotaGate(GateParams(probe_after=0.05, probe_jitter=0.5), rng=random.Random(7))
+    gate.set_in_flight(4)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 4, closed; nothing will finish
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    admitted: list[float] = []
+
+    async def starter() -> None:
+        await gate.wait_open()
+        admitted.append(loop.time())
+
+    tasks = [asyncio.create_task(starter()) for _ in range(3)]
+    await eventually(lambda: len(admitted) == 1)
+    assert 0.025 <= admitted[0] - t0 < 1.0
+    assert gate.snapshot().probes == 1
+    assert gate.snapshot().waiting == 2  # exactly one probe, the others still held
+
+    gate.on_start_succeeded()  # the quota moved: cap goes up, the others get in
+    await eventually(lambda: len(admitted) == 3)
+    snap = gate.snapshot()
+    assert snap.probe_successes == 1
+    assert (snap.cap or 0) > 4
+    await asyncio.gather(*tasks)
+
+
+async def test_rejected_probe_relearns_the_cap_and_probes_again() -> None:
+    gate = QuotaGate(GateParams(probe_after=0.03, probe_jitter=0.2), rng=random.Random(1))
+    gate.set_in_flight(2)
+    await gate.wait_open()
+    gate.on_quota_exceeded()
+    admitted = 0
+
+    async def starter() -> None:
+        nonlocal admitted
+        await gate.wait_open()
+        admitted += 1
+        gate.on_quota_exceeded()  # still full
+
+    tasks = [asyncio.create_task(starter()) for _ in range(2)]
+    await eventually(lambda: admitted == 2)  # a second probe followed the rejected one
+    snap = gate.snapshot()
+    assert (snap.probes, snap.probe_successes, snap.cap) == (2, 0, 2)
+    assert snap.quota_rejections == 3
+    await asyncio.gather(*tasks)
+
+
+def test_probe_delay_is_jittered_within_bounds() -> None:
+    gate = QuotaGate(GateParams(probe_after=10.0, probe_jitter=0.5), rng=random.Random(3))
+    delays = [gate.probe_delay() for _ in range(200)]
+    assert all(5.0 <= d <= 15.0 for d in delays)
+    assert max(delays) - min(delays) > 5.0  # actually spread, replicas won't probe together
+
+
+async def test_cancelled_waiter_leaves_no_reservation_behind() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    gate.set_in_flight(1)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 1, full
+    task = asyncio.create_task(gate.wait_open())
+    await eventually(lambda: gate.snapshot().waiting == 1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gate.on_loop_finished()
+    snap = gate.snapshot()
+    assert (snap.waiting, snap.reserved, snap.is_open) == (0, 0, True)
