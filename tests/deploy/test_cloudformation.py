@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
+from a2i_worker.ledger import dynamodb as ledger_dynamodb
+
 from .cfn import TEMPLATE, load_template
 from .dockerfile import read_dockerfile
 
@@ -99,10 +101,29 @@ def test_ledger_table_key_design_ttl_pitr_sse(resources: dict[str, Any]) -> None
     assert attributes["request_id"] == "S"
     indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
     assert indexes["by_loop"]["KeySchema"] == [{"AttributeName": "loop_name", "KeyType": "HASH"}]
-    assert attributes["loop_name"] == "S"
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_ledger_table_is_the_schema_the_dynamodb_ledger_expects(
+    resources: dict[str, Any],
+) -> None:
+    props = _props(resources, "LedgerTable")
+    expected = ledger_dynamodb.TABLE_DEFINITION
+
+    def by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        return {item[key]: item for item in items}
+
+    assert props["BillingMode"] == expected["BillingMode"]
+    assert props["KeySchema"] == expected["KeySchema"]
+    assert by_name(props["AttributeDefinitions"], "AttributeName") == by_name(
+        expected["AttributeDefinitions"], "AttributeName"
+    )
+    assert by_name(props["GlobalSecondaryIndexes"], "IndexName") == by_name(
+        expected["GlobalSecondaryIndexes"], "IndexName"
+    )
+    assert props["TimeToLiveSpecification"]["AttributeName"] == ledger_dynamodb.TTL_ATTRIBUTE
 
 
 def test_stop_timeout_exceeds_every_allowed_shutdown_grace(

@@ -20,11 +20,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import aioboto3  # type: ignore[import-untyped]
 import pytest
 from moto.cloudformation.parsing import get_model_map
+
+from a2i_worker.ledger.dynamodb import DynamoDbLedger
+from a2i_worker.ledger.protocol import ClaimOutcome
 
 from .cfn import load_template, without_resource_types
 
@@ -232,3 +236,16 @@ async def test_ledger_table_key_schema_and_index(stack: Stack, moto_url: str) ->
             {"AttributeName": "loop_name", "KeyType": "HASH"}
         ]
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+async def test_the_dynamodb_ledger_accepts_the_stack_table(stack: Stack, moto_url: str) -> None:
+    async with client("dynamodb", moto_url) as ddb_any:
+        ddb = cast("DynamoDBClient", ddb_any)
+        ledger = DynamoDbLedger(stack.outputs["LedgerTableName"], ddb)
+        await ledger.open()  # raises ConfigError on a wrong key schema or missing index
+        received = datetime.now(UTC)
+        claim = await ledger.claim("req-1", "fp-1", route=None, received_at=received)
+        assert claim.outcome is ClaimOutcome.NEW
+        again = await ledger.claim("req-1", "fp-1", route=None, received_at=received)
+        assert again.outcome is ClaimOutcome.EXISTING
+        await ledger.close()

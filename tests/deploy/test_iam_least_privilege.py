@@ -11,11 +11,17 @@ work).
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources as importlib_resources
+from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
+from botocore import xform_name
+
+from a2i_worker.ledger import dynamodb as ledger_dynamodb
 
 from .cfn import iam_statements, load_template
 
@@ -128,12 +134,30 @@ def test_sqs_actions_per_queue() -> None:
 
 
 def test_dynamodb_only_on_the_ledger_table_and_its_indexes() -> None:
-    for statement in TASK_ROLE:
-        if any(a.startswith("dynamodb:") for a in _as_list(statement["Action"])):
-            assert _as_list(statement["Resource"]) == [
-                {"Fn::GetAtt": ["LedgerTable", "Arn"]},
-                {"Fn::Sub": "${LedgerTable.Arn}/index/*"},
-            ]
+    statements = [
+        s for s in TASK_ROLE if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
+    ]
+    assert len(statements) == 1
+    assert _as_list(statements[0]["Resource"]) == [
+        {"Fn::GetAtt": ["LedgerTable", "Arn"]},
+        {"Fn::Sub": "${LedgerTable.Arn}/index/*"},
+    ]
+
+
+def test_dynamodb_actions_are_exactly_what_the_ledger_calls() -> None:
+    """Derived from the ledger's source: every DynamoDB operation name it mentions."""
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    by_snake = {xform_name(op): op for op in model.operation_names}
+    source = Path(ledger_dynamodb.__file__).read_text(encoding="utf-8")
+    mentioned = set(re.findall(r"\.([a-z_]+)\(|\"([a-z_]+)\"", source))
+    used = {by_snake[n] for pair in mentioned for n in pair if n in by_snake}
+    assert used, "found no DynamoDB calls in the ledger"
+    granted = {a for s in TASK_ROLE for a in _as_list(s["Action"]) if a.startswith("dynamodb:")}
+    # create_table / update_time_to_live are for the local stack and tests only.
+    assert granted == {f"dynamodb:{op}" for op in used} - {
+        "dynamodb:CreateTable",
+        "dynamodb:UpdateTimeToLive",
+    }
 
 
 def test_s3_read_only_on_output_and_input_prefixes() -> None:
