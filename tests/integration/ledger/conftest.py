@@ -1,0 +1,103 @@
+"""Fixtures of the ledger contract suite: a moto server over HTTP and both backends.
+
+The moto server (DynamoDB) runs in this process on an ephemeral 127.0.0.1 port, once
+per session; every test gets its own table, so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aioboto3  # type: ignore[import-untyped]
+import pytest
+from moto.server import ThreadedMotoServer
+
+from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
+from a2i_worker.ledger.protocol import Ledger
+from a2i_worker.ledger.sqlite import SqliteLedger
+
+_tables = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def dynamodb_client(moto_url: str) -> AsyncIterator[Any]:
+    session = aioboto3.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    async with session.client("dynamodb", endpoint_url=moto_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def table_name(dynamodb_client: Any) -> str:
+    name = f"ledger-{next(_tables)}"
+    await create_table(dynamodb_client, name)
+    return name
+
+
+async def _open(kind: str, tmp_path: Path, dynamodb_client: Any) -> Ledger:
+    ledger: Ledger
+    if kind == "sqlite":
+        ledger = SqliteLedger(tmp_path / "ledger.db")
+    else:
+        name = f"ledger-{next(_tables)}"
+        await create_table(dynamodb_client, name)
+        ledger = DynamoDbLedger(name, dynamodb_client)
+    await ledger.open()
+    return ledger
+
+
+async def _open_pair(kind: str, tmp_path: Path, client: Any) -> tuple[Ledger, Ledger]:
+    first: Ledger
+    second: Ledger
+    if kind == "sqlite":
+        first, second = SqliteLedger(tmp_path / "l.db"), SqliteLedger(tmp_path / "l.db")
+    else:
+        name = f"ledger-{next(_tables)}"
+        await create_table(client, name)
+        first, second = DynamoDbLedger(name, client), DynamoDbLedger(name, client)
+    await first.open()
+    await second.open()
+    return first, second
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def ledger_pair(
+    request: pytest.FixtureRequest, tmp_path: Path, dynamodb_client: Any
+) -> AsyncIterator[tuple[Ledger, Ledger]]:
+    """Two ledger instances over the same storage: two replicas (DynamoDB) or two
+    connections to one file (SQLite)."""
+    pair = await _open_pair(str(request.param), tmp_path, dynamodb_client)
+    try:
+        yield pair
+    finally:
+        for led in pair:
+            await led.close()
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, dynamodb_client: Any
+) -> AsyncIterator[Ledger]:
+    """An open, empty ledger of each backend."""
+    led = await _open(str(request.param), tmp_path, dynamodb_client)
+    try:
+        yield led
+    finally:
+        await led.close()
