@@ -2,7 +2,7 @@
 
 Promise: :func:`parse_request` either returns the operation's input as a plain ``dict`` that
 satisfies every constraint of the service model (required members, types, lengths, ranges,
-enums *and* ``pattern`` traits, which botocore's own validator skips), or raises
+enums and ``pattern`` traits — botocore's own validator checks only the minimums), or raises
 :class:`RequestValidationError` with a message a person can act on. It never raises anything
 else, whatever the bytes it is given.
 
@@ -172,26 +172,54 @@ def _convert_scalar(member: _Member, raw: str) -> Any:
     return raw
 
 
-def _check_patterns(
+def _fail(value: Any, path: str, constraint: str) -> RequestValidationError:
+    shown = repr(value) if not isinstance(value, str) else value
+    if len(shown) > 100:
+        shown = shown[:100] + "..."
+    return RequestValidationError(
+        f"1 validation error detected: Value '{shown}' at '{path}' failed to satisfy "
+        f"constraint: {constraint}"
+    )
+
+
+def _check_constraints(
     value: Any, shape: botocore.model.Shape, path: str, patterns: Mapping[str, re.Pattern[str]]
 ) -> None:
+    """The traits botocore's client-side validator leaves to the service.
+
+    ``ParamValidator`` checks required members, types and minimums only; the service also
+    enforces maximum lengths and values, enums and patterns.
+    """
+    meta = shape.metadata
     if isinstance(value, str):
+        maximum = meta.get("max")
+        if maximum is not None and len(value) > maximum:
+            raise _fail(value, path, f"Member must have length less than or equal to {maximum}")
+        enum: list[str] = meta.get("enum") or []
+        if enum and value not in enum:
+            raise _fail(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
         compiled = patterns.get(shape.name)
         if compiled is not None and compiled.search(value) is None:
-            shown = value if len(value) <= 100 else value[:100] + "..."
-            raise RequestValidationError(
-                f"1 validation error detected: Value '{shown}' at '{path}' failed to satisfy "
-                f"constraint: Member must satisfy regular expression pattern: "
-                f"{shape.metadata['pattern']}"
+            raise _fail(
+                value,
+                path,
+                f"Member must satisfy regular expression pattern: {meta['pattern']}",
             )
+    elif isinstance(value, int) and not isinstance(value, bool):
+        maximum = meta.get("max")
+        if maximum is not None and value > maximum:
+            raise _fail(value, path, f"Member must have value less than or equal to {maximum}")
     elif isinstance(shape, botocore.model.StructureShape) and isinstance(value, dict):
         for key, item in value.items():
             member = shape.members.get(key)
             if member is not None:
-                _check_patterns(item, member, f"{path}.{key}" if path else key, patterns)
+                _check_constraints(item, member, f"{path}.{key}" if path else key, patterns)
     elif isinstance(shape, botocore.model.ListShape) and isinstance(value, list):
+        maximum = meta.get("max")
+        if maximum is not None and len(value) > maximum:
+            raise _fail(value, path, f"Member must have length less than or equal to {maximum}")
         for i, item in enumerate(value):
-            _check_patterns(item, shape.member, f"{path}.{i + 1}", patterns)
+            _check_constraints(item, shape.member, f"{path}.{i + 1}", patterns)
 
 
 def parse_request(
@@ -233,6 +261,5 @@ def parse_request(
     report = _VALIDATOR.validate(params, spec.input_shape)
     if report.has_errors():
         raise RequestValidationError(report.generate_report())
-    if spec.patterns:
-        _check_patterns(params, spec.input_shape, "", spec.patterns)
+    _check_constraints(params, spec.input_shape, "", spec.patterns)
     return params

@@ -1,0 +1,48 @@
+"""Shared constants and helpers of the emulator tests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from botocore.config import Config
+
+__all__ = ["CREDS", "NO_RETRIES", "REGION", "eventually", "unique"]
+
+T = TypeVar("T")
+
+REGION = "us-east-1"
+CREDS: dict[str, Any] = {
+    "region_name": REGION,
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+}
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A name unique in this test session (moto is shared by every test)."""
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    within: float = 10.0,
+    every: float = 0.02,
+) -> T:
+    """Poll ``probe`` until ``done(value)``; fail with the last value after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {within}s; last value: {value!r}")
+        await asyncio.sleep(every)
