@@ -12,7 +12,7 @@
 
     [routes.invoices.agreement]               # optional
     model = "predicted_total"                 # JMESPath into the prediction
-    human = "total"                           # JMESPath into each human answer's answerContent
+    human = "total"                           # JMESPath into the first answer's answerContent
     tolerance = 0.01                          # optional; absent -> equality
 
     [routes.invoices.budget]                  # optional; parsed and validated only
@@ -26,8 +26,9 @@ Decisions (also in ``docs/messages.md``):
   types).
 - ``mode = "shadow"``: rules are evaluated and the decision recorded and published
   (``shadow: true``), but no human loop is started.
-- Agreement compares the model's value with *each* human answer's value: ``human`` is
-  evaluated against every ``humanAnswers[*].answerContent``.
+- Agreement compares the model's value with the first reviewer's: ``human`` is
+  evaluated against ``humanAnswers[0].answerContent`` (one reviewer per loop is the
+  common case; results.py implements the comparison).
 - :meth:`Routes.resolve`: a request naming ``route`` gets that route (unknown name:
   ``unknown_route``). A request naming ``flow_definition_arn`` gets the first route (in
   file order) with that ARN; an ARN no route has gets an *unrouted* route (name ``None``,
@@ -89,8 +90,8 @@ class BudgetPolicy(enum.StrEnum):
 class Agreement:
     """How to compare the model's answer with the reviewers'.
 
-    ``model`` is evaluated against the prediction, ``human`` against each human answer's
-    ``answerContent``. Numbers agree within ``tolerance`` (absolute) when it is set;
+    ``model`` is evaluated against the prediction, ``human`` against the first human
+    answer's ``answerContent``. Numbers agree within ``tolerance`` (absolute) when it is set;
     otherwise values agree when equal.
     """
 
@@ -136,6 +137,11 @@ class Routes(Mapping[str, Route]):
         self._by_arn: dict[str, Route] = {}
         for route in self._routes.values():
             self._by_arn.setdefault(route.flow_definition_arn, route)
+
+    @classmethod
+    def empty(cls, *, allow_unrouted: bool = True) -> Routes:
+        """No configured routes: every message must name a flow_definition_arn."""
+        return cls({}, allow_unrouted=allow_unrouted)
 
     def __getitem__(self, name: str) -> Route:
         return self._routes[name]

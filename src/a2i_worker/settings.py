@@ -1,0 +1,411 @@
+"""Worker configuration from ``A2I_WORKER_*`` environment variables.
+
+Sources, highest priority first: keyword arguments, environment variables, then the
+dotenv file named by ``A2I_WORKER_ENV_FILE`` (optional; ``KEY=value`` lines; a named
+file that does not exist is an error). Variable names are case-insensitive.
+
+The standard AWS variables (``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
+``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS`` …) are read by botocore itself and are
+deliberately not duplicated here; they are listed in docs/messages.md.
+
+Every field has a description: :func:`settings_reference` turns them into the README's
+configuration table. :func:`describe_settings_errors` turns a ``ValidationError`` into
+one line per problem that names the variable and what is allowed, never the value.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from a2i_worker.errors import ConfigError
+
+__all__ = [
+    "ENV_FILE_VARIABLE",
+    "ENV_PREFIX",
+    "LogFormat",
+    "QueueUrls",
+    "SettingDoc",
+    "Settings",
+    "describe_settings_errors",
+    "env_var",
+    "settings_reference",
+    "unknown_environment_variables",
+]
+
+ENV_PREFIX = "A2I_WORKER_"
+ENV_FILE_VARIABLE = "A2I_WORKER_ENV_FILE"
+
+_QUEUE_URL = re.compile(r"https?://[^\s/]+/\S+")
+_LEDGER_URL = re.compile(r"sqlite:///\S+|dynamodb://[A-Za-z0-9_.\-]{3,255}(\?\S*)?")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+@dataclass(frozen=True)
+class QueueUrls:
+    """The queues ``run`` needs (the DLQs stay optional)."""
+
+    requests: str
+    events: str
+    results: str
+    requests_dlq: str | None
+    events_dlq: str | None
+
+
+def _queue(description: str, allowed: str = "an SQS queue URL (https://…/account/name)") -> Any:
+    return Field(default=None, description=description, json_schema_extra={"allowed": allowed})
+
+
+def _seconds(default: float, description: str, *, gt: float = 0, le: float = 86_400) -> Any:
+    return Field(default=default, gt=gt, le=le, description=description)
+
+
+class Settings(BaseSettings):
+    """Everything the worker reads from its environment. Construct with ``Settings()``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # -- files -----------------------------------------------------------------------
+    env_file: Path | None = Field(
+        default=None,
+        description="Optional dotenv file with more A2I_WORKER_* variables "
+        "(real environment variables win).",
+        json_schema_extra={"allowed": "a path to an existing file"},
+    )
+
+    # -- queues ----------------------------------------------------------------------
+    requests_queue_url: str | None = _queue("SQS queue of review requests (required for run).")
+    events_queue_url: str | None = _queue(
+        "SQS queue the EventBridge rule sends A2I status changes to (required for run)."
+    )
+    results_queue_url: str | None = _queue("SQS queue review results go to (required for run).")
+    requests_dlq_url: str | None = _queue(
+        "Dead-letter queue for rejected request messages (optional: else only the result)."
+    )
+    events_dlq_url: str | None = _queue("Dead-letter queue for unusable events (optional).")
+
+    # -- routes and ledger -----------------------------------------------------------
+    routes_file: Path | None = Field(
+        default=None,
+        description="Routes file (TOML). Unset: no routes; messages must name "
+        "flow_definition_arn and every request is reviewed.",
+        json_schema_extra={"allowed": "a path to a TOML file"},
+    )
+    ledger_url: str = Field(
+        default="sqlite:///./a2i-ledger.db",
+        description="Where the ledger lives: sqlite:///relative.db, sqlite:////abs/path.db "
+        "(one replica) or dynamodb://table-name (many replicas).",
+        json_schema_extra={"allowed": "sqlite:///<path> or dynamodb://<table-name>"},
+    )
+
+    # -- intake and backpressure -----------------------------------------------------
+    max_in_flight: int = Field(
+        default=1000, ge=1, le=100_000, description="Request messages held at once."
+    )
+    receive_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Parallel ReceiveMessage loops on the requests queue."
+    )
+    receive_wait_seconds: int = Field(
+        default=20, ge=0, le=20, description="SQS long-poll wait per receive."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=120,
+        ge=10,
+        le=43_200,
+        description="Visibility timeout given to received messages (extended by heartbeats).",
+    )
+    heartbeat_interval_seconds: float = _seconds(
+        30, "How often visibility of in-flight messages is extended (< visibility timeout)."
+    )
+
+    # -- rate limiting ---------------------------------------------------------------
+    start_rate_initial: float = Field(
+        default=10.0, gt=0, le=10_000, description="StartHumanLoop calls/s to begin with."
+    )
+    start_rate_min: float = Field(
+        default=0.5, gt=0, le=10_000, description="Floor of the adaptive start rate (calls/s)."
+    )
+    start_rate_max: float = Field(
+        default=100.0, gt=0, le=10_000, description="Ceiling of the adaptive start rate (calls/s)."
+    )
+    sweep_rate_max: float = Field(
+        default=5.0,
+        gt=0,
+        le=10_000,
+        description="Ceiling of Describe/List calls per second for reconciliation.",
+    )
+
+    # -- reconciliation --------------------------------------------------------------
+    sweep_interval_seconds: float = _seconds(60, "How often the sweeper looks for overdue loops.")
+    sweep_list_threshold: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Open loops of one flow definition above which one paged ListHumanLoops "
+        "replaces many DescribeHumanLoop calls.",
+    )
+    overdue_after_seconds: float = _seconds(
+        900,
+        "A loop with no status change for this long is checked with Describe/List.",
+        le=30 * 86_400,
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=999,
+        description="Loops per request: an Expired loop is resubmitted until this many.",
+    )
+    delete_finished_loops: bool = Field(
+        default=False, description="Delete loops in A2I once their result is published."
+    )
+
+    # -- results ---------------------------------------------------------------------
+    results_include_prediction: bool = Field(
+        default=True, description="Copy the prediction into each result."
+    )
+
+    # -- process ---------------------------------------------------------------------
+    shutdown_grace_seconds: float = _seconds(
+        30, "On SIGTERM: time to finish or return in-flight work.", le=3600
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address of /livez /readyz /metrics. Containers set 0.0.0.0.",
+        json_schema_extra={"allowed": "an IP address or host name"},
+    )
+    health_port: int = Field(
+        default=8080, ge=0, le=65_535, description="Port of the health server (0: any free)."
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.AUTO,
+        description="auto: JSON unless stderr is a terminal; json; console.",
+    )
+    log_level: str = Field(
+        default="INFO",
+        description="Log level.",
+        json_schema_extra={"allowed": ", ".join(_LOG_LEVELS)},
+    )
+    aws_max_pool_connections: int = Field(
+        default=100, ge=1, le=10_000, description="HTTP connections per AWS client."
+    )
+
+    # -- sources ---------------------------------------------------------------------
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        env_file = os.environ.get(ENV_FILE_VARIABLE)
+        if env_file and Path(env_file).is_file():
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=env_file))
+        return tuple(sources)
+
+    # -- validation ------------------------------------------------------------------
+
+    @field_validator("env_file")
+    @classmethod
+    def _env_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise PydanticCustomError("env_file_missing", "the file does not exist")
+        return value
+
+    @field_validator(
+        "requests_queue_url",
+        "events_queue_url",
+        "results_queue_url",
+        "requests_dlq_url",
+        "events_dlq_url",
+    )
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not _QUEUE_URL.fullmatch(value):
+            raise PydanticCustomError("queue_url", "is not an http(s) queue URL")
+        return value
+
+    @field_validator("routes_file", mode="before")
+    @classmethod
+    def _empty_path(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_url(cls, value: str) -> str:
+        if not _LEDGER_URL.fullmatch(value):
+            raise PydanticCustomError("ledger_url", "is not a supported ledger URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            if upper in _LOG_LEVELS:
+                return upper
+        raise PydanticCustomError("log_level", "is not a log level")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.heartbeat_interval_seconds >= self.visibility_timeout_seconds:
+            raise PydanticCustomError(
+                "heartbeat_interval",
+                "A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
+                "A2I_WORKER_VISIBILITY_TIMEOUT_SECONDS, or messages reappear while in work",
+            )
+        if not self.start_rate_min <= self.start_rate_initial <= self.start_rate_max:
+            raise PydanticCustomError(
+                "start_rates",
+                "A2I_WORKER_START_RATE_MIN <= A2I_WORKER_START_RATE_INITIAL <= "
+                "A2I_WORKER_START_RATE_MAX must hold",
+            )
+        return self
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def queue_urls(self) -> QueueUrls:
+        """The queue URLs ``run`` needs; :class:`ConfigError` names every missing one."""
+        requests, events, results = (
+            self.requests_queue_url,
+            self.events_queue_url,
+            self.results_queue_url,
+        )
+        if requests is None or events is None or results is None:
+            missing = [
+                env_var(name)
+                for name in ("requests_queue_url", "events_queue_url", "results_queue_url")
+                if getattr(self, name) is None
+            ]
+            raise ConfigError(f"required for run but not set: {', '.join(missing)}")
+        return QueueUrls(
+            requests=requests,
+            events=events,
+            results=results,
+            requests_dlq=self.requests_dlq_url,
+            events_dlq=self.events_dlq_url,
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable of a settings field."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _allowed(info: FieldInfo) -> str:
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("allowed"), str):
+        return str(extra["allowed"])
+    ann = info.annotation
+    if isinstance(ann, type) and issubclass(ann, enum.Enum):
+        return ", ".join(str(m.value) for m in ann)
+    if ann is bool:
+        return "true or false"
+    kind = "an integer" if ann is int else "a number" if ann is float else "a value"
+    bounds = []
+    for meta in info.metadata:
+        if isinstance(meta, Ge):
+            bounds.append(f">= {meta.ge}")
+        elif isinstance(meta, Gt):
+            bounds.append(f"> {meta.gt}")
+        elif isinstance(meta, Le):
+            bounds.append(f"<= {meta.le}")
+        elif isinstance(meta, Lt):
+            bounds.append(f"< {meta.lt}")
+    return f"{kind} {' and '.join(bounds)}".strip()
+
+
+_GENERIC_MESSAGES = {
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not a whole number",
+    "float_parsing": "is not a number",
+    "bool_parsing": "is not a boolean",
+    "enum": "is not one of the allowed values",
+}
+
+
+def describe_settings_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: variable, what is wrong, what is allowed. Never the value."""
+    fields = Settings.model_fields
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = err["loc"]
+        name = str(loc[0]) if loc else ""
+        if name not in fields:
+            # Model-level checks name their variables themselves.
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
+        etype = err["type"]
+        msg = _GENERIC_MESSAGES.get(etype) or str(err["msg"]).removeprefix("Value error, ")
+        if etype in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+            msg = "is out of range"
+        if etype == "missing":
+            msg = "is required"
+        lines.append(f"{env_var(name)} {msg}; allowed: {_allowed(fields[name])}")
+    return lines
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One row of the configuration reference."""
+
+    variable: str
+    default: str
+    allowed: str
+    description: str
+
+
+def settings_reference() -> list[SettingDoc]:
+    """Rows for the README's configuration table, in declaration order."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = "" if default is None else str(getattr(default, "value", default))
+        if isinstance(default, bool):
+            shown = str(default).lower()
+        rows.append(SettingDoc(env_var(name), shown, _allowed(info), info.description or ""))
+    return rows
+
+
+def unknown_environment_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``A2I_WORKER_*`` variables that match no setting (typos), sorted. For a warning."""
+    env = os.environ if environ is None else environ
+    known = {env_var(n) for n in Settings.model_fields} | {ENV_FILE_VARIABLE}
+    return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
