@@ -1,11 +1,19 @@
 """Performance patches for moto's SQS backend, pinned to moto 5.2.5.
 
-moto 5.2.5 checks each received message's retention by calling
-``get_queue_attributes(queue, ["MessageRetentionPeriod"])``, which rebuilds *all* queue
-attributes three times over, and ``ApproximateNumberOfMessages*`` each scan every
-message: a receive costs O(n) per message, O(n^2) per call at depth n. The patch
-reads ``queue.message_retention_period`` directly, with the same arithmetic, so the
-semantics (a message past retention stops the receive, as in moto) are unchanged.
+In moto 5.2.5, reading any single queue attribute through ``queue.attributes`` rebuilds
+*all* of them, and ``ApproximateNumberOfMessages*`` each scan every message. Three hot
+paths do that per message, which makes them O(n) per message at queue depth n:
+
+- ``sqs-retention-check``: each received message's retention is checked through
+  ``get_queue_attributes`` (three full rebuilds): a receive is O(n^2). Replaced by a
+  direct read of ``queue.message_retention_period``, same arithmetic (a message past
+  retention still stops the receive, as in moto).
+- ``sqs-send-message``: every send reads ``ContentBasedDeduplication`` through
+  ``queue.attributes``. Replaced by moto's own function with that one lookup read
+  from the queue's fields (same value, same FIFO rules).
+- ``sqs-delete-message``: a delete built a list of receipt handles per message, twice
+  over the whole queue. Replaced by one pass that stops at the message (received
+  messages sit near the head of the queue), same errors and bookkeeping.
 
 Each patch names the exact moto version and the SHA-256 of the source of the method
 it replaces. :func:`apply_moto_patches` refuses (``MotoPatchError``) to patch anything
@@ -15,7 +23,9 @@ else: when moto is upgraded, someone must re-read the replaced code and re-pin.
 from __future__ import annotations
 
 import hashlib
+import hashlib as _hashlib
 import inspect
+import string
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +33,9 @@ from typing import Any
 
 import moto
 from moto.core.utils import unix_time
-from moto.sqs.models import Message, SQSBackend
+from moto.moto_api._internal import mock_random as random
+from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
+from moto.sqs.models import MAXIMUM_MESSAGE_DELAY, Message, Queue, SQSBackend
 
 __all__ = [
     "PATCHES",
@@ -51,6 +63,95 @@ def _retention_check(self: SQSBackend, queue_name: str, message: Message) -> boo
     return bool(retain_until > unix_time())
 
 
+def _content_based_deduplication(queue: Queue) -> bool:
+    """``queue.attributes.get("ContentBasedDeduplication") == "true"`` without the rebuild."""
+    if not queue.fifo_queue:  # the attribute only exists on FIFO queues
+        return False
+    value: Any = queue.content_based_deduplication  # type: ignore[attr-defined]
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return bool(value == "true")
+
+
+def _send_message(
+    self: SQSBackend,
+    queue_name: str,
+    message_body: str,
+    message_attributes: dict[str, Any] | None = None,
+    delay_seconds: int | None = None,
+    deduplication_id: str | None = None,
+    group_id: str | None = None,
+    system_attributes: dict[str, Any] | None = None,
+    validate_group_id: bool = True,
+) -> Message:
+    """moto 5.2.5 ``SQSBackend.send_message``, reading ContentBasedDeduplication directly."""
+    queue = self.get_queue(queue_name)
+
+    self._validate_message(
+        queue,
+        message_body=message_body,
+        delay_seconds=int(delay_seconds or 0),
+        deduplication_id=deduplication_id,
+        group_id=group_id,
+        validate_group_id=validate_group_id,
+    )
+
+    delay: int = int(delay_seconds) if delay_seconds is not None else queue.delay_seconds  # type: ignore[attr-defined]
+
+    message_id = str(random.uuid4())
+    message = Message(message_id, message_body, system_attributes)
+
+    if _content_based_deduplication(queue):
+        sha256 = _hashlib.sha256()
+        sha256.update(message_body.encode("utf-8"))
+        message.deduplication_id = sha256.hexdigest()
+
+    if deduplication_id is not None:
+        message.deduplication_id = deduplication_id
+        message.sequence_number = "".join(random.choice(string.digits) for _ in range(20))
+
+    if group_id is not None:
+        message.group_id = group_id
+
+    if message_attributes:
+        message.message_attributes = message_attributes
+
+    if delay > MAXIMUM_MESSAGE_DELAY:
+        msg = (
+            f"Value {delay} for parameter DelaySeconds is invalid. "
+            "Reason: DelaySeconds must be >= 0 and <= 900."
+        )
+        raise InvalidParameterValue(msg)
+
+    message.mark_sent(delay_seconds=delay)
+
+    queue.add_message(message)
+
+    return message
+
+
+def _delete_message(self: Queue, receipt_handle: str) -> None:
+    """moto 5.2.5 ``Queue.delete_message`` in one early-exit pass, no per-message lists."""
+    if receipt_handle in self.deleted_messages:
+        return  # already deleted: moto answers success again
+    messages = self._messages
+    index = next(
+        (
+            i
+            for i, m in enumerate(messages)
+            if m.receipt_handle == receipt_handle or receipt_handle in m._old_receipt_handles
+        ),
+        -1,
+    )
+    if index < 0:
+        raise ReceiptHandleIsInvalid()
+    message = messages[index]
+    # Receipt handles are unique, so exactly this message had it (moto removes "all").
+    del messages[index]
+    self.pending_messages.discard(message)
+    self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class MotoPatch:
     """One method replaced on one moto class, pinned to the source it replaces."""
@@ -71,6 +172,22 @@ PATCHES: tuple[MotoPatch, ...] = (
         source_sha256="cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b",
         replacement=_retention_check,
         why="per-message get_queue_attributes scans the whole queue: receive is O(n^2)",
+    ),
+    MotoPatch(
+        name="sqs-send-message",
+        owner=SQSBackend,
+        attribute="send_message",
+        source_sha256="bf161af09a9e6b860e3dd5d8f58ccc802623caa86883fab9b2ffb333f8f70330",
+        replacement=_send_message,
+        why="queue.attributes per send scans the whole queue: filling n messages is O(n^2)",
+    ),
+    MotoPatch(
+        name="sqs-delete-message",
+        owner=Queue,
+        attribute="delete_message",
+        source_sha256="fa6fd5b9bd2cafb4aaacd79da7fc656e513e1513197c2939ff002f9ebfd4be46",
+        replacement=_delete_message,
+        why="two full passes with a list allocation per message, per deleted message",
     ),
 )
 
