@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
+
+import structlog
 
 from a2i_emulator.server import EmulatorConfig, EmulatorServer
 
@@ -53,6 +56,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = _parser().parse_args()
+    # stdout carries only the URL (scripts read it); logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     if args.command == "serve":
         asyncio.run(_serve(args))
 
