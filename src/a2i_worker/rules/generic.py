@@ -8,6 +8,7 @@ missing too; ``IfMissing`` decides whether missing values send the request to re
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -280,7 +281,14 @@ def _missing_field(reader: ParamReader, path: str) -> Condition:
 
 
 def _same(a: Any, b: Any, tolerance: Number) -> bool:
-    """JSON equality where numbers agree within ``tolerance`` and booleans are not numbers."""
+    """JSON equality where numbers agree within ``tolerance`` and booleans are not numbers.
+
+    The tolerance is widened by one part in 10⁹ so that float rounding does not turn
+    ``120.5`` vs ``120.49`` at ``Tolerance: 0.01`` into a disagreement; ``0`` stays exact.
+    """
+    # an integer tolerance beyond float range stays as it is: nothing exceeds it anyway
+    with contextlib.suppress(OverflowError):
+        tolerance = tolerance * (1 + 1e-9)
     stack = [(a, b)]
     while stack:
         x, y = stack.pop()
