@@ -1,0 +1,332 @@
+"""Sweeps: find out what became of loops whose events are overdue.
+
+Events can be lost, so every STARTING/OPEN record carries a ``next_check_at``. Each
+sweep takes the records that are due and:
+
+- STARTING (crash window, or a resubmission whose start failed): DescribeHumanLoop —
+  found → OPEN; not found → start it (same deterministic name, never a second loop);
+- OPEN, few per flow definition: DescribeHumanLoop each;
+- OPEN, many per flow definition: one paged ListHumanLoops from the oldest due loop's
+  creation time; only loops that List shows finished get a Describe (for the output
+  URI and failure code); loops missing from a List that covered their creation time
+  are Described, and if A2I no longer knows them they are resolved as ``failed``;
+- OPEN with a terminal status but no result yet (output.json not readable earlier):
+  finish again;
+- Stopping for too long: StopHumanLoop again, then resolved as ``stopped`` with a reason.
+
+All calls go through the limiter's ``sweep`` class, so a sweep never starves starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from a2i_worker.a2i import A2IGateway, LoopInfo, LoopSummary
+from a2i_worker.classify import classify
+from a2i_worker.ledger.protocol import (
+    TERMINAL_LOOP_STATUSES,
+    Ledger,
+    LedgerRecord,
+    LoopUpdate,
+    Phase,
+)
+from a2i_worker.reconciler import EventHandler, FinisherConfig, start_recorded
+
+if TYPE_CHECKING:
+    from a2i_worker.metrics import Metrics
+
+__all__ = ["SweepConfig", "SweepReport", "Sweeper", "next_check_delay"]
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    interval: timedelta = timedelta(seconds=60)
+    #: Use ListHumanLoops for a flow definition when at least this many of its loops are due.
+    list_threshold: int = 20
+    batch: int = 2000
+    max_recheck: timedelta = timedelta(hours=1)
+    stopping_timeout: timedelta = timedelta(minutes=30)
+
+
+@dataclass
+class SweepReport:
+    due: int = 0
+    describes: int = 0
+    lists: int = 0
+    resolved: int = 0
+    started: int = 0
+    vanished: int = 0
+
+
+def next_check_delay(age: timedelta, interval: timedelta, cap: timedelta) -> timedelta:
+    """Back off checks of a long-running loop: about half its age, within [interval, cap]."""
+    return max(interval, min(cap, age / 2))
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        gateway: A2IGateway,
+        events: EventHandler,
+        finisher_config: FinisherConfig,
+        config: SweepConfig,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = _now,
+        on_in_flight: Callable[[int], None] | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._a2i = gateway
+        self._events = events
+        self._fcfg = finisher_config
+        self._cfg = config
+        self._metrics = metrics
+        self._clock = clock
+        self._on_in_flight = on_in_flight
+        self.sweeps = 0
+        self.last_report = SweepReport()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.last_report = await self.sweep_once()
+            except Exception as exc:
+                log.warning("sweep failed; will try again", error=classify(exc).code)
+            await anyio.sleep(self._cfg.interval.total_seconds())
+
+    async def sweep_once(self) -> SweepReport:
+        now = self._clock()
+        report = SweepReport()
+        counts = await self._ledger.count_by_phase()
+        if self._on_in_flight is not None:
+            self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
+        if self._metrics:
+            for phase, n in counts.items():
+                self._metrics.ledger_phase.labels(phase=phase.value).set(n)
+        due = await self._ledger.due_for_check(now, self._cfg.batch)
+        report.due = len(due)
+        self.sweeps += 1
+        if not due:
+            return report
+        starting = [r for r in due if r.phase is Phase.STARTING]
+        open_recs = [r for r in due if r.phase is Phase.OPEN]
+        finished = [r for r in open_recs if r.loop_status in TERMINAL_LOOP_STATUSES]
+        running = [r for r in open_recs if r.loop_status not in TERMINAL_LOOP_STATUSES]
+        async with anyio.create_task_group() as tg:
+            for rec in starting:
+                tg.start_soon(self._resolve_starting, rec, report)
+            for rec in finished:
+                tg.start_soon(self._refinish, rec, report)
+            by_flow: dict[str, list[LedgerRecord]] = defaultdict(list)
+            for rec in running:
+                flow = rec.payload.flow_definition_arn if rec.payload else ""
+                by_flow[flow].append(rec)
+            for flow, recs in by_flow.items():
+                if flow and len(recs) >= self._cfg.list_threshold:
+                    tg.start_soon(self._sweep_by_list, flow, recs, report)
+                else:
+                    for rec in recs:
+                        tg.start_soon(self._describe_one, rec, report)
+        log.info(
+            "sweep",
+            due=report.due,
+            describes=report.describes,
+            lists=report.lists,
+            resolved=report.resolved,
+            started=report.started,
+            vanished=report.vanished,
+        )
+        return report
+
+    async def _refinish(self, rec: LedgerRecord, report: SweepReport) -> None:
+        await self._events._finisher.finish(rec)
+        report.resolved += 1
+
+    async def _resolve_starting(self, rec: LedgerRecord, report: SweepReport) -> None:
+        assert rec.loop_name is not None
+        bound = log.bind(request_id=rec.request_id, loop_name=rec.loop_name)
+        try:
+            info = await self._a2i.describe(rec.loop_name)
+            report.describes += 1
+            if info is None:
+                if rec.payload is None:
+                    bound.error("STARTING record without payload cannot be started")
+                    return
+                bound.info("sweeper starting a loop that was never started")
+                await start_recorded(
+                    self._a2i,
+                    self._ledger,
+                    rec.request_id,
+                    rec.loop_name,
+                    rec,
+                    self._fcfg,
+                    self._clock,
+                    bound,
+                    self._metrics,
+                )
+                report.started += 1
+                return
+            created = info.created_at or self._clock()
+            await self._ledger.mark_open(
+                rec.request_id,
+                loop_name=rec.loop_name,
+                loop_arn=info.arn,
+                loop_created_at=created,
+                next_check_at=self._clock() + self._cfg.interval,
+            )
+            await self._apply(info, report)
+        except Exception as exc:
+            bound.warning("resolving a STARTING record failed", error=classify(exc).code)
+            await self._ledger.reschedule(rec.request_id, self._clock() + self._cfg.interval)
+
+    async def _describe_one(self, rec: LedgerRecord, report: SweepReport) -> None:
+        assert rec.loop_name is not None
+        try:
+            info = await self._a2i.describe(rec.loop_name)
+            report.describes += 1
+        except Exception as exc:
+            log.warning("describe failed", loop_name=rec.loop_name, error=classify(exc).code)
+            await self._ledger.reschedule(rec.request_id, self._clock() + self._cfg.interval)
+            return
+        if info is None:
+            await self._vanished(rec, report)
+            return
+        await self._apply(info, report, rec)
+
+    async def _sweep_by_list(
+        self, flow: str, recs: list[LedgerRecord], report: SweepReport
+    ) -> None:
+        wanted = {r.loop_name: r for r in recs if r.loop_name}
+        created = [r.loop_created_at for r in recs if r.loop_created_at is not None]
+        start = min(created) - timedelta(seconds=1) if created else None
+        newest = max(created) if created else None
+        max_pages = math.ceil(len(wanted) / 100) + 1
+        seen: dict[str, LoopSummary] = {}
+        covered_until: datetime | None = None
+        try:
+            async for page in self._a2i.list_loops(flow, created_after=start, max_pages=max_pages):
+                report.lists += 1
+                for s in page:
+                    if s.name in wanted:
+                        seen[s.name] = s
+                    if s.created_at is not None:
+                        covered_until = s.created_at
+                if len(seen) == len(wanted):
+                    break
+        except Exception as exc:
+            log.warning("list failed; falling back next sweep", error=classify(exc).code)
+            for r in recs:
+                await self._ledger.reschedule(r.request_id, self._clock() + self._cfg.interval)
+            return
+        list_complete = covered_until is not None and newest is not None and covered_until >= newest
+        for name, rec in wanted.items():
+            summary = seen.get(name)
+            if summary is None:
+                covered = list_complete or (
+                    covered_until is not None
+                    and rec.loop_created_at is not None
+                    and rec.loop_created_at < covered_until
+                )
+                if covered:
+                    await self._describe_one(rec, report)  # gone? Describe decides.
+                else:
+                    await self._reschedule(rec, soon=True)
+            elif summary.status in TERMINAL_LOOP_STATUSES:
+                await self._describe_one(rec, report)
+            elif summary.status == "Stopping":
+                await self._check_stopping(rec, report)
+            else:
+                await self._reschedule(rec)
+
+    async def _apply(
+        self, info: LoopInfo, report: SweepReport, rec: LedgerRecord | None = None
+    ) -> None:
+        if info.status == "Stopping" and rec is not None:
+            await self._check_stopping(rec, report)
+            return
+        update = LoopUpdate(
+            loop_name=info.name,
+            status=info.status,
+            observed_at=self._clock(),
+            failure_code=info.failure_code,
+            failure_reason=info.failure_reason,
+            output_uri=info.output_uri,
+            loop_arn=info.arn or None,
+            loop_created_at=info.created_at,
+        )
+        await self._events.apply(update, kind="sweep")
+        if info.status in TERMINAL_LOOP_STATUSES:
+            report.resolved += 1
+        elif rec is not None:
+            await self._reschedule(rec)
+
+    async def _check_stopping(self, rec: LedgerRecord, report: SweepReport) -> None:
+        since = rec.updated_at or rec.loop_created_at or self._clock()
+        if self._clock() - since < self._cfg.stopping_timeout:
+            await self._reschedule(rec, soon=True)
+            return
+        assert rec.loop_name is not None
+        log.warning(
+            "loop stuck in Stopping; resolving as stopped",
+            request_id=rec.request_id,
+            loop_name=rec.loop_name,
+        )
+        await self._events.apply(
+            LoopUpdate(
+                loop_name=rec.loop_name,
+                status="Stopped",
+                observed_at=self._clock(),
+                failure_reason=f"stuck in Stopping for over {self._cfg.stopping_timeout}; "
+                "treated as stopped",
+            ),
+            kind="sweep",
+        )
+        report.resolved += 1
+
+    async def _vanished(self, rec: LedgerRecord, report: SweepReport) -> None:
+        assert rec.loop_name is not None
+        log.warning(
+            "loop no longer exists in A2I; resolving as failed",
+            request_id=rec.request_id,
+            loop_name=rec.loop_name,
+        )
+        report.vanished += 1
+        await self._events.apply(
+            LoopUpdate(
+                loop_name=rec.loop_name,
+                status="Failed",
+                observed_at=self._clock(),
+                failure_code="Vanished",
+                failure_reason="the loop no longer exists in A2I (deleted outside the worker?)",
+            ),
+            kind="sweep",
+        )
+        report.resolved += 1
+
+    async def _reschedule(self, rec: LedgerRecord, *, soon: bool = False) -> None:
+        now = self._clock()
+        if soon:
+            delay = self._cfg.interval
+        else:
+            age = now - (rec.loop_created_at or now)
+            delay = next_check_delay(age, self._cfg.interval, self._cfg.max_recheck)
+        await self._ledger.reschedule(rec.request_id, now + delay)
+
+    def describe_report(self) -> dict[str, Any]:
+        r = self.last_report
+        return {"due": r.due, "describes": r.describes, "lists": r.lists, "resolved": r.resolved}

@@ -1,0 +1,288 @@
+"""The composition root: builds every role from the settings and owns the task group.
+
+Start order: logging → routes and rules (a bad file stops start-up) → AWS clients →
+ledger → limiter and gate → roles → health endpoint → background tasks → intake.
+
+Stop order (``stop`` event, e.g. the first SIGTERM): not ready → receivers stop after
+their current long poll → in-flight messages get until the grace period to finish →
+what is left is handed back (visibility 0) → deletes and results are flushed → ledger
+closed. Every background task is started by name in one task group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import structlog
+
+from a2i_worker.a2i import A2IGateway
+from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.health import HealthServer, Readiness
+from a2i_worker.intake import MessageBatcher, QueueConsumer
+from a2i_worker.ledger.factory import ledger_from_url
+from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams
+from a2i_worker.metrics import Metrics
+from a2i_worker.reconciler import EventHandler, Finisher, FinisherConfig
+from a2i_worker.results import Publisher
+from a2i_worker.routes import Routes, load_routes
+from a2i_worker.settings import Settings
+from a2i_worker.submitter import RequestProcessor, SubmitConfig
+from a2i_worker.sweeper import SweepConfig, Sweeper
+
+__all__ = ["Worker", "WorkerHooks", "run_worker"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WorkerHooks:
+    """Seams for the CLI, the demo and tests: observe, never replace, behaviour."""
+
+    on_ready: Callable[[Worker], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    """All roles of one worker process, wired together."""
+
+    def __init__(self, settings: Settings, routes: Routes, aws: AwsClients) -> None:
+        s = settings
+        self.settings = s
+        queues = s.queue_urls()
+        self.queues = queues
+        self.routes = routes
+        self.aws = aws
+        self.metrics = Metrics()
+        self.readiness = Readiness()
+        self.ledger = ledger_from_url(s.ledger_url, dynamodb_client=aws.dynamodb)
+        self.limiter = AdaptiveLimiter(
+            start=RateParams(
+                initial=s.start_rate_initial, min_rate=s.start_rate_min, max_rate=s.start_rate_max
+            ),
+            sweep=RateParams(initial=min(s.sweep_rate_max, 5.0), max_rate=s.sweep_rate_max),
+        )
+        self.gate = QuotaGate()
+        self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=self.metrics)
+        self.publisher = Publisher(self.ledger, aws.sqs, queues.results, metrics=self.metrics)
+        overdue = timedelta(seconds=s.overdue_after_seconds)
+        starting_grace = timedelta(seconds=max(2 * s.visibility_timeout_seconds, 60))
+        self.processor = RequestProcessor(
+            ledger=self.ledger,
+            routes=routes,
+            gateway=self.gateway,
+            s3=aws.s3,
+            sqs=aws.sqs,
+            publisher=self.publisher,
+            config=SubmitConfig(
+                requests_dlq_url=queues.requests_dlq,
+                results_queue_url=queues.results,
+                overdue_after=overdue,
+                starting_grace=starting_grace,
+            ),
+            metrics=self.metrics,
+        )
+        fcfg = FinisherConfig(
+            max_attempts=s.max_attempts,
+            delete_finished_loops=s.delete_finished_loops,
+            overdue_after=overdue,
+            starting_grace=starting_grace,
+        )
+        self.finisher = Finisher(
+            ledger=self.ledger,
+            gateway=self.gateway,
+            s3=aws.s3,
+            publisher=self.publisher,
+            routes=routes,
+            config=fcfg,
+            metrics=self.metrics,
+        )
+        self.events = EventHandler(
+            ledger=self.ledger,
+            finisher=self.finisher,
+            gate=self.gate,
+            sqs=aws.sqs,
+            events_dlq_url=queues.events_dlq,
+            metrics=self.metrics,
+        )
+        self.sweeper = Sweeper(
+            ledger=self.ledger,
+            gateway=self.gateway,
+            events=self.events,
+            finisher_config=fcfg,
+            config=SweepConfig(
+                interval=timedelta(seconds=s.sweep_interval_seconds),
+                list_threshold=s.sweep_list_threshold,
+            ),
+            metrics=self.metrics,
+            on_in_flight=self.gate.set_in_flight,
+        )
+        self.batcher = MessageBatcher(aws.sqs)
+        self.requests = QueueConsumer(
+            name="requests",
+            sqs=aws.sqs,
+            queue_url=queues.requests,
+            handler=self.processor.handle,
+            batcher=self.batcher,
+            capacity=s.max_in_flight,
+            receivers=s.receive_concurrency,
+            wait_seconds=s.receive_wait_seconds,
+            visibility_timeout=s.visibility_timeout_seconds,
+            heartbeat_interval=s.heartbeat_interval_seconds,
+            on_receive_error=lambda code: self._dependency_error("sqs"),
+        )
+        self.events_consumer = QueueConsumer(
+            name="events",
+            sqs=aws.sqs,
+            queue_url=queues.events,
+            handler=self.events.handle,
+            batcher=self.batcher,
+            capacity=max(100, s.max_in_flight // 4),
+            receivers=max(1, s.receive_concurrency // 2),
+            wait_seconds=s.receive_wait_seconds,
+            visibility_timeout=s.visibility_timeout_seconds,
+            heartbeat_interval=s.heartbeat_interval_seconds,
+            on_receive_error=lambda code: self._dependency_error("sqs"),
+        )
+        self.health = HealthServer(
+            host=s.health_host,
+            port=s.health_port,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            checks={
+                "sqs": self._check_sqs,
+                "a2i": self._check_a2i,
+                "ledger": self.ledger.ping,
+            },
+        )
+
+    def _dependency_error(self, name: str) -> None:
+        self.metrics.dependency_errors.labels(dependency=name).inc()
+
+    async def _check_sqs(self) -> None:
+        await self.aws.sqs.get_queue_attributes(
+            QueueUrl=self.queues.requests, AttributeNames=["QueueArn"]
+        )
+
+    async def _check_a2i(self) -> None:
+        # Any answer from the service proves reachability: Describe of a name that
+        # cannot exist answers ResourceNotFound (or Validation) without side effects.
+        from botocore.exceptions import ClientError
+
+        try:
+            await self.aws.a2i.describe_human_loop(HumanLoopName="a2i-worker-readiness-probe")
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if int(status) >= 500 or int(status) in (401, 403):
+                raise
+
+    def _update_gauges(self) -> None:
+        snap = self.limiter.snapshot()
+        self.metrics.limiter_rate.labels(cls="start").set(snap.start.rate)
+        self.metrics.limiter_rate.labels(cls="sweep").set(snap.sweep.rate)
+        gsnap = self.gate.snapshot()
+        self.metrics.gate_level.set(gsnap.cap if gsnap.cap is not None else -1)
+        self.metrics.gate_open.set(1 if gsnap.is_open else 0)
+        self.metrics.in_flight_loops.set(gsnap.in_flight)
+        self.metrics.messages_held.labels(queue="requests").set(self.requests.held)
+        self.metrics.messages_held.labels(queue="events").set(self.events_consumer.held)
+
+    async def _gauges_forever(self) -> None:
+        while True:
+            self._update_gauges()
+            await anyio.sleep(2.0)
+
+    async def run(self, stop: anyio.Event, hooks: WorkerHooks | None = None) -> None:
+        """Run until ``stop`` is set, then drain within the grace period."""
+        s = self.settings
+        await self.ledger.open()
+        try:
+            counts = await self.ledger.count_by_phase()
+            from a2i_worker.ledger.protocol import Phase
+
+            self.gate.set_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
+            await self.health.start()
+            try:
+                await self._run_roles(stop, hooks)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.health.stop()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.ledger.close()
+        log.info("worker stopped", grace_seconds=s.shutdown_grace_seconds)
+
+    async def _run_roles(self, stop: anyio.Event, hooks: WorkerHooks | None) -> None:
+        grace = float(self.settings.shutdown_grace_seconds)
+        async with anyio.create_task_group() as background:
+            background.start_soon(self.batcher.run, name="sqs-batcher")
+            background.start_soon(self.publisher.run, name="publisher")
+            background.start_soon(self.sweeper.run, name="sweeper")
+            background.start_soon(self.health.run_checks, name="health-checks")
+            background.start_soon(self._gauges_forever, name="gauges")
+            background.start_soon(self.requests.heartbeat_forever, name="requests-heartbeat")
+            background.start_soon(self.events_consumer.heartbeat_forever, name="events-heartbeat")
+            async with anyio.create_task_group() as handlers:
+                self.requests.bind_handler_group(handlers)
+                self.events_consumer.bind_handler_group(handlers)
+                async with anyio.create_task_group() as receivers:
+                    receivers.start_soon(
+                        self.requests.receive_until_stopped, name="requests-intake"
+                    )
+                    receivers.start_soon(
+                        self.events_consumer.receive_until_stopped, name="events-intake"
+                    )
+                    self.readiness.started = True
+                    log.info("worker running")
+                    if hooks and hooks.on_ready:
+                        hooks.on_ready(self)
+                    await stop.wait()
+                    deadline = anyio.current_time() + grace
+                    log.info("draining", grace_seconds=grace, held=self.requests.held)
+                    self.readiness.draining = True
+                    self.requests.stop_receiving()
+                    self.events_consumer.stop_receiving()
+                    with anyio.move_on_after(max(0.0, deadline - anyio.current_time() - 1)):
+                        await self._wait_receivers_done()
+                    receivers.cancel_scope.cancel()
+                # Receivers are done: let in-flight messages finish, within the grace.
+                budget = max(0.0, deadline - anyio.current_time() - 1.5)
+                idle = await self.requests.wait_idle(budget)
+                idle = await self.events_consumer.wait_idle(0.5) and idle
+                if not idle:
+                    log.warning(
+                        "grace period over; handing back unfinished messages",
+                        held=self.requests.held + self.events_consumer.held,
+                    )
+                handlers.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                returned = await self.requests.hand_back() + await self.events_consumer.hand_back()
+                await self.batcher.flush()
+                with anyio.move_on_after(max(0.5, deadline - anyio.current_time())):
+                    await self.publisher.flush()
+            log.info("drained", handed_back=returned)
+            background.cancel_scope.cancel()
+
+    async def _wait_receivers_done(self) -> None:
+        # Receivers exit after their current long poll (never cut short: a cancelled
+        # poll could leave messages invisible that nobody holds).
+        await self.requests.wait_receivers_done()
+        await self.events_consumer.wait_receivers_done()
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: anyio.Event,
+    hooks: WorkerHooks | None = None,
+    environ: dict[str, str] | None = None,
+) -> None:
+    """Load routes, open the clients and run one worker until ``stop`` is set."""
+    routes = load_routes(settings.routes_file) if settings.routes_file else Routes({})
+    aws_settings = AwsClientSettings(max_pool_connections=settings.aws_max_pool_connections)
+    async with AwsClients(aws_settings, environ=environ) as aws:
+        worker = Worker(settings, routes, aws)
+        await worker.run(stop, hooks)
