@@ -438,31 +438,46 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def _walk(root: Any) -> Iterator[tuple[Any, int]]:
+def _check_depth(root: Any) -> None:
+    """Iterative (never a RecursionError); visits containers only."""
     stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
-        yield node, depth
-        if isinstance(node, dict):
-            stack.extend((k, depth) for k in node)
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-
-
-def _check_tree(root: Any) -> None:
-    for node, depth in _walk(root):
-        if isinstance(node, dict | list) and depth > MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise _RejectError("too_deep", f"JSON is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, str) and _SURROGATE.search(node):
-            raise _RejectError(
-                "invalid_unicode",
-                "a string contains an unpaired UTF-16 surrogate (such as \\ud800), "
-                "which is not valid Unicode",
-            )
+        children = node.values() if type(node) is dict else node if type(node) is list else ()
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
 
 
-def _decode(body: str | bytes) -> Any:
+def _strings(root: Any) -> Iterator[str]:
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is str:
+            yield node
+        elif type(node) is dict:
+            stack.extend(node)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+
+
+# A lone surrogate can only come from a literal surrogate code point in the text or a
+# \uD800-\uDFFF escape; without either (the common case) no string needs checking.
+_MAYBE_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
+
+def _check_tree(root: Any, text: str) -> None:
+    _check_depth(root)
+    if _MAYBE_SURROGATE.search(text) and any(_SURROGATE.search(s) for s in _strings(root)):
+        raise _RejectError(
+            "invalid_unicode",
+            "a string contains an unpaired UTF-16 surrogate (such as \\ud800), "
+            "which is not valid Unicode",
+        )
+
+
+def _decode(body: str | bytes) -> tuple[Any, str]:
     if isinstance(body, bytes | bytearray | memoryview):
         raw = bytes(body)
         if len(raw) > 4 * MAX_MESSAGE_CHARS:
@@ -497,7 +512,7 @@ def _decode(body: str | bytes) -> Any:
         raise _RejectError("invalid_number", "a number cannot be represented") from None
     if _skip_ws(text, end) != len(text):
         raise _RejectError("not_json", "the body has extra data after the JSON value")
-    return obj
+    return obj, text
 
 
 _REQUEST_ID_IN_TEXT = re.compile(r'"request_id"\s*:\s*("(?:[^"\\\x00-\x1f]|\\.){1,1600}")')
@@ -578,13 +593,13 @@ def parse_message(body: str | bytes) -> ReviewRequest | CancelRequest:
     request_id: str | None = None
     try:
         try:
-            obj = _decode(body)
+            obj, text = _decode(body)
         except _RejectError:
             request_id = _request_id_from_text(body)
             raise
         if isinstance(obj, dict) and is_valid_request_id(obj.get("request_id")):
             request_id = obj["request_id"]
-        return _validate(obj)
+        return _validate(obj, text)
     except _RejectError as rej:
         raise MessageRejected(rej.code, rej.reason, request_id) from None
     except RecursionError:
@@ -593,9 +608,9 @@ def parse_message(body: str | bytes) -> ReviewRequest | CancelRequest:
         ) from None
 
 
-def _validate(obj: Any) -> ReviewRequest | CancelRequest:
+def _validate(obj: Any, text: str) -> ReviewRequest | CancelRequest:
     """Turn parsed JSON into a request; raises :class:`_RejectError`."""
-    _check_tree(obj)
+    _check_tree(obj, text)
     if not isinstance(obj, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
         raise _RejectError(
