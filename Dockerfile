@@ -40,7 +40,11 @@ LABEL org.opencontainers.image.title="a2i-worker" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    A2I_WORKER_HEALTH_HOST=0.0.0.0 \
+    A2I_WORKER_HEALTH_PORT=8080 \
+    A2I_WORKER_LOG_FORMAT=json \
+    A2I_WORKER_LEDGER_URL=sqlite:////var/lib/a2i-worker/ledger.db
 # Numeric UID/GID so Kubernetes `runAsNonRoot` can verify it without /etc/passwd.
 RUN groupadd --system --gid 10001 a2i \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
