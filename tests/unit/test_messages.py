@@ -390,3 +390,16 @@ def test_rejected_result_without_request_id() -> None:
         produced_at=datetime.now(UTC),
     )
     assert res.model_dump(mode="json")["request_id"] is None
+
+
+def test_examples_in_docs_are_valid() -> None:
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "messages.md").read_text("utf-8")
+    review, cancel, result = re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
+    req = parse_message(review)
+    assert isinstance(req, ReviewRequest)
+    assert isinstance(parse_message(cancel), CancelRequest)
+    res = ReviewResult.model_validate_json(result)
+    assert res.request_id == req.request_id
+    assert res.result_id == result_id(req.request_id, res.outcome, res.attempt)
