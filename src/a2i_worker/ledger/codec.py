@@ -152,7 +152,7 @@ def to_row(record: LedgerRecord, *, with_input: bool = True) -> Row:
         "done_at": _opt_micros(record.updated_at) if record.phase is Phase.DONE else None,
         "open_flow": (payload.flow_definition_arn if open_loop and payload is not None else None),
         "open_sort": (
-            _opt_micros(record.loop_created_at or record.updated_at)
+            (_opt_micros(record.loop_created_at or record.updated_at) or 0)
             if open_loop and payload is not None
             else None
         ),
