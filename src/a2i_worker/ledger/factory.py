@@ -11,6 +11,7 @@ Anything else raises :class:`ConfigError` naming what is wrong.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -46,7 +47,7 @@ def _number(url: str, name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"ledger URL {url!r}: {name} must be a positive number, not {raw!r}")
     return value
 

@@ -4,7 +4,11 @@ One record per ``request_id``. Implementations (SQLite for one replica, DynamoDB
 many) keep exactly the same contract, checked by one shared contract test suite.
 Every write is a conditional transition: a caller states the phase it expects, and
 a write that would move a record backwards (or a terminal loop status) is refused
-by returning ``False`` / ``None`` rather than raising.
+by returning ``False`` / ``None`` rather than raising. The rules themselves live in
+:mod:`a2i_worker.ledger.transitions` (pure), shared by every backend.
+
+Datetimes must be timezone-aware (a naive one raises ``ValueError``); every datetime
+read back is UTC, exact to the microsecond.
 """
 
 from __future__ import annotations
@@ -138,7 +142,15 @@ class Ledger(Protocol):
         payload: StartPayload,
         next_check_at: datetime,
     ) -> bool:
-        """Fix the loop name for ``attempt`` before StartHumanLoop is called."""
+        """Fix the loop name for ``attempt`` before StartHumanLoop is called.
+
+        True when written. Refused (False) unless the phase is in ``expected``, and
+        whenever the write could orphan or duplicate a loop: a lower ``attempt`` than
+        stored; the same attempt under another loop name; from OPEN while the loop is
+        not terminal or without a higher ``attempt``. Clears the previous attempt's
+        loop fields. (DynamoDB: ``PermanentError("ledger_item_too_large")`` when the
+        record cannot fit in an item even compressed; nothing is written then.)
+        """
 
     async def mark_open(
         self,
@@ -149,7 +161,12 @@ class Ledger(Protocol):
         loop_created_at: datetime | None,
         next_check_at: datetime,
     ) -> bool:
-        """The loop for the current attempt exists. Only from STARTING (same loop_name)."""
+        """The loop for the current attempt exists: STARTING -> OPEN (same loop_name).
+
+        Idempotent: also True when the record is already OPEN for ``loop_name`` (an
+        earlier call, or a status event that arrived first); missing arn/creation time
+        are filled in then. False for another loop name or any other phase.
+        """
 
     async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
         """Record a status observation for the record whose *current* loop is ``loop_name``.
