@@ -39,7 +39,9 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def _drive_raw(url: str, flow_arn: str, worker: int, count: int, concurrency: int, deadline: float) -> dict[str, int]:
+async def _drive_raw(
+    url: str, flow_arn: str, worker: int, count: int, concurrency: int, deadline: float
+) -> dict[str, int]:
     import aiohttp
 
     stats = {"ok": 0, "errors": 0}
@@ -65,7 +67,9 @@ async def _drive_raw(url: str, flow_arn: str, worker: int, count: int, concurren
     return stats
 
 
-async def _drive_boto(url: str, flow_arn: str, worker: int, count: int, concurrency: int, deadline: float) -> dict[str, int]:
+async def _drive_boto(
+    url: str, flow_arn: str, worker: int, count: int, concurrency: int, deadline: float
+) -> dict[str, int]:
     import aioboto3  # type: ignore[import-untyped]
     from botocore.config import Config
 
@@ -93,7 +97,7 @@ async def _drive_boto(url: str, flow_arn: str, worker: int, count: int, concurre
                         HumanLoopInput={"InputContent": content},
                     )
                     stats["ok"] += 1
-                except Exception:  # noqa: BLE001 - counted; the emulator's counters judge
+                except Exception:
                     stats["errors"] += 1
 
         await asyncio.gather(*(one_lane() for _ in range(concurrency)))
@@ -140,7 +144,9 @@ def main() -> None:
         procs = [
             ctx.Process(
                 target=_client_process,
-                args=((args.client, url, flow_arn, w, per_proc, args.concurrency, deadline, queue),),
+                args=(
+                    (args.client, url, flow_arn, w, per_proc, args.concurrency, deadline, queue),
+                ),
             )
             for w in range(args.procs)
         ]
