@@ -54,8 +54,17 @@ class RuleSet:
 def load_rules(obj: Any, *, source: str = "inline") -> RuleSet:
     """Validate and compile a rules document given as a JSON value.
 
-    Raises :class:`RulesError` naming ``source``, the JSON pointer and the reason.
+    A ``str``/``bytes`` is taken as JSON text (A2I's own API passes the conditions as a
+    string) and parsed strictly. Raises :class:`RulesError` naming ``source``, the JSON
+    pointer and the reason.
     """
+    if isinstance(obj, bytes | bytearray):
+        try:
+            obj = bytes(obj).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RulesError(source, "", "rules text is not valid UTF-8") from None
+    if isinstance(obj, str):
+        return parse_rules_json(obj, source=source)
     try:
         nodes = compile_document(obj)
     except Invalid as exc:

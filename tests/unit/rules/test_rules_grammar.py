@@ -455,3 +455,29 @@ def test_ruleset_is_immutable_and_document_is_a_copy() -> None:
     assert rules.document == {"Conditions": [SAMPLE]}
     with pytest.raises(AttributeError):
         rules._source = "x"
+
+
+def test_json_text_is_accepted_like_a2is_string_parameter() -> None:
+    text = json.dumps({"Conditions": [SAMPLE]})
+    assert load_rules(text).document == {"Conditions": [SAMPLE]}
+    assert load_rules(text.encode()).document == {"Conditions": [SAMPLE]}
+    with pytest.raises(RulesError) as info:
+        load_rules('{"Conditions": [}', source="req-9")
+    assert info.value.source == "req-9"
+    assert "not valid JSON" in info.value.reason
+
+
+def test_public_surface_is_pinned() -> None:
+    import a2i_worker.rules as rules_pkg
+
+    assert set(rules_pkg.__all__) >= {
+        "RulesError",
+        "RuleSet",
+        "load_rules",
+        "load_rules_file",
+        "FiredCondition",
+        "Decision",
+        "evaluate",
+        "explain",
+    }
+    assert all(hasattr(rules_pkg, name) for name in rules_pkg.__all__)
