@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from conftest import load_sample
+from rules_samples import load_sample
 
 from a2i_worker.rules import evaluate, load_rules
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from rules_samples import load_sample
+
 from a2i_worker.rules import evaluate, explain, load_rules
-from conftest import load_sample
 
 
 def test_explain_shows_every_condition_and_the_decision() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rules_samples import CONFIG, DATA
 
 from a2i_worker.errors import ConfigError
 from a2i_worker.rules import (
@@ -435,10 +436,8 @@ def test_rules_file_errors_name_the_path(tmp_path: Path) -> None:
     )
 
 
-def test_every_shipped_example_and_aws_documented_rule_loads(
-    data_dir: Path, config_dir: Path
-) -> None:
-    files = sorted(data_dir.glob("a*-*.json")) + sorted(config_dir.glob("*.json"))
+def test_every_shipped_example_and_aws_documented_rule_loads() -> None:
+    files = sorted(DATA.glob("a*-*.json")) + sorted(CONFIG.glob("*.json"))
     assert len(files) >= 12
     for path in files:
         rules = load_rules_file(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import load_sample
+from rules_samples import load_sample
 
 from a2i_worker.rules import evaluate, explain, load_rules
 

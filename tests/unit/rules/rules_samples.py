@@ -1,4 +1,4 @@
-"""Fixtures for the rules tests: the sample AWS responses and rule files in tests/data/rules."""
+"""Paths and loaders for the rules test data (tests/data/rules) and examples (config/rules)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
+__all__ = ["CONFIG", "DATA", "load_sample"]
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "rules"
 CONFIG = Path(__file__).resolve().parents[3] / "config" / "rules"
@@ -15,13 +15,3 @@ CONFIG = Path(__file__).resolve().parents[3] / "config" / "rules"
 def load_sample(name: str) -> Any:
     """A JSON document from tests/data/rules."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
-
-
-@pytest.fixture
-def data_dir() -> Path:
-    return DATA
-
-
-@pytest.fixture
-def config_dir() -> Path:
-    return CONFIG
