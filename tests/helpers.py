@@ -10,11 +10,31 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 __all__ = ["wait_until"]
 
 T = TypeVar("T")
+
+
+@overload
+async def wait_until(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = ...,  # noqa: ASYNC109
+    *,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = ...,  # noqa: ASYNC109
+    *,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
 
 
 async def wait_until(

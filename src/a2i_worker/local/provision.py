@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+import aioboto3  # type: ignore[import-untyped]
 import structlog
 
+from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients, AwsClientSettings
 from a2i_worker.local.endpoints import (
     StackEndpoints,
@@ -30,21 +31,27 @@ __all__ = ["provision_dynamodb_ledger", "provision_environment", "register_flow_
 log = structlog.get_logger(__name__)
 
 
+_sessions: dict[str, Any] = {}
+
+
+def _session(region: str) -> Any:
+    """One session per region with moto's dummy credentials; reused so that botocore's
+    loader parses each service model once per process, not once per environment."""
+    session = _sessions.get(region)
+    if session is None:
+        session = aioboto3.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            region_name=region,
+        )
+        _sessions[region] = session
+    return session
+
+
 async def register_flow_definition(a2i_url: str, name: str, output_s3_uri: str) -> str:
     """Register a flow definition with the emulator's control API; return its ARN."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{a2i_url}/_emulator/flow-definitions",
-            json={"name": name, "output_s3_uri": output_s3_uri},
-        ) as resp,
-    ):
-        body: Any = await resp.json(content_type=None)
-        if resp.status >= 300 or not isinstance(body, dict) or "arn" not in body:
-            raise RuntimeError(
-                f"emulator refused flow definition {name!r}: HTTP {resp.status} {body!r}"
-            )
-        return str(body["arn"])
+    async with EmulatorControl(a2i_url) as control:
+        return await control.create_flow_definition(name, output_s3_uri)
 
 
 async def _queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> tuple[str, str]:
@@ -95,7 +102,9 @@ async def provision_environment(
     settings = AwsClientSettings(
         region=region, endpoint_urls={s: moto_url for s in ("sqs", "s3", "events")}
     )
-    async with AwsClients(settings, services=("sqs", "s3", "events"), environ={}) as aws:
+    async with AwsClients(
+        settings, session=_session(region), services=("sqs", "s3", "events"), environ={}
+    ) as aws:
         sqs = aws.sqs
         base = {"VisibilityTimeout": str(visibility_timeout)}
         requests_dlq_url, requests_dlq_arn = await _queue(sqs, f"{prefix}-requests-dlq", {})

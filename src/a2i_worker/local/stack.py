@@ -11,22 +11,23 @@ Promises:
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 
+from a2i_emulator.server import EmulatorConfig, EmulatorServer
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.moto_server import MotoServer
 from a2i_worker.local.provision import provision_environment
 
-__all__ = ["LocalStack", "MotoSubprocess"]
+__all__ = ["LocalStack", "MotoSubprocess", "run_stack_forever"]
 
 log = structlog.get_logger(__name__)
 
@@ -120,13 +121,13 @@ class LocalStack:
         self._a2i_port = a2i_port
         self._seed = emulator_seed
         self._moto: MotoServer | MotoSubprocess | None = None
-        self._emulator: Any = None
+        self._emulator: EmulatorServer | None = None
         self.moto_url = ""
         self.a2i_url = ""
 
     @property
-    def emulator(self) -> Any:
-        """The running ``a2i_emulator.server.EmulatorServer``."""
+    def emulator(self) -> EmulatorServer:
+        """The running A2I runtime emulator."""
         if self._emulator is None:
             raise RuntimeError("LocalStack is not started")
         return self._emulator
@@ -148,16 +149,15 @@ class LocalStack:
         self.moto_url = moto.start()
         self._moto = moto
         try:
-            server_mod = importlib.import_module("a2i_emulator.server")
-            config = server_mod.EmulatorConfig(
+            config = EmulatorConfig(
                 region=self.region,
                 account_id=self.account_id,
                 s3_endpoint_url=self.moto_url,
                 events_endpoint_url=self.moto_url,
                 seed=self._seed,
             )
-            emulator = server_mod.EmulatorServer(config)
-            self.a2i_url = str(emulator.start_in_thread(self._host, self._a2i_port))
+            emulator = EmulatorServer(config)
+            self.a2i_url = emulator.start_in_thread(self._host, self._a2i_port)
             self._emulator = emulator
         except BaseException:
             self.stop()
@@ -202,3 +202,39 @@ class LocalStack:
             visibility_timeout=visibility_timeout,
             ground_truth_rule=ground_truth_rule,
         )
+
+
+def _print_env(stack: LocalStack, endpoints: StackEndpoints) -> None:
+    for key, value in endpoints.env().items():
+        print(f"{key}={value}", flush=True)
+
+
+def run_stack_forever(
+    *,
+    moto_port: int = 5000,
+    a2i_port: int = 5001,
+    prefix: str = "demo",
+    moto_in_subprocess: bool = False,
+    emulator_seed: int | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[LocalStack, StackEndpoints], None] = _print_env,
+) -> None:
+    """Start the stack, provision ``prefix``, call ``on_ready``, serve until stopped.
+
+    Stops on ``stop.set()`` or Ctrl-C (KeyboardInterrupt), then shuts both servers down.
+    The defaults match ``config/local.env`` (moto on 5000, emulator on 5001, "demo").
+    """
+    stop = stop or threading.Event()
+    with LocalStack(
+        moto_port=moto_port,
+        a2i_port=a2i_port,
+        moto_in_subprocess=moto_in_subprocess,
+        emulator_seed=emulator_seed,
+    ) as stack:
+        endpoints = asyncio.run(stack.provision(prefix))
+        on_ready(stack, endpoints)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            log.info("local_stack_interrupted")
