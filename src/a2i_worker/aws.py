@@ -44,6 +44,7 @@ __all__ = [
     "client_config",
     "client_kwargs",
     "endpoint_env_var",
+    "endpoints_from_environ",
     "resolve_region",
 ]
 
@@ -82,6 +83,20 @@ def endpoint_env_var(service: str) -> str:
     """``AWS_ENDPOINT_URL_<SERVICE_ID>`` as botocore spells it for ``service``."""
     service_id = _SERVICE_IDS.get(service, service)
     return "AWS_ENDPOINT_URL_" + service_id.replace(" ", "_").replace("-", "_").upper()
+
+
+def endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Explicit per-service endpoints read from an environment *mapping*.
+
+    For in-process use with an environment other than ``os.environ`` (tests, the demo):
+    ``AWS_ENDPOINT_URL_<SERVICE_ID>``, else ``AWS_ENDPOINT_URL``, per service.
+    """
+    out: dict[str, str] = {}
+    for service in SERVICES:
+        url = environ.get(endpoint_env_var(service)) or environ.get("AWS_ENDPOINT_URL")
+        if url:
+            out[service] = url
+    return out
 
 
 def resolve_region(region: str | None, environ: Mapping[str, str]) -> str | None:

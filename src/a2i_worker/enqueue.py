@@ -14,6 +14,7 @@ import anyio
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.classify import classify
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -30,9 +31,9 @@ async def send_batches(
     *,
     concurrency: int = 8,
     on_sent: Any = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Send ``bodies`` in batches of ten with bounded concurrency; returns counts."""
-    report = {"sent": 0, "failed": 0, "too_large": 0}
+    report: dict[str, Any] = {"sent": 0, "failed": 0, "too_large": 0, "last_error": None}
     sem = anyio.Semaphore(concurrency)
 
     async def send(batch: list[str]) -> None:
@@ -42,7 +43,8 @@ async def send_batches(
                 entries: list[Any] = [{"Id": str(i), "MessageBody": b} for i, b in pending]
                 try:
                     resp = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-                except Exception:
+                except Exception as exc:
+                    report["last_error"] = classify(exc).code
                     await anyio.sleep(0.2 * 2**attempt)
                     continue
                 failed = {f["Id"] for f in resp.get("Failed", [])}
@@ -72,7 +74,7 @@ async def send_batches(
     return report
 
 
-async def enqueue_lines(stream: TextIO, queue_url: str) -> dict[str, int]:
+async def enqueue_lines(stream: TextIO, queue_url: str) -> dict[str, Any]:
     lines = [line.rstrip("\n") for line in stream]
     bodies = [line for line in lines if line.strip()]
     async with AwsClients(AwsClientSettings(), services=("sqs",)) as aws:

@@ -20,7 +20,7 @@ import anyio
 import structlog
 
 from a2i_worker.a2i import A2IGateway
-from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
@@ -280,9 +280,17 @@ async def run_worker(
     hooks: WorkerHooks | None = None,
     environ: dict[str, str] | None = None,
 ) -> None:
-    """Load routes, open the clients and run one worker until ``stop`` is set."""
+    """Load routes, open the clients and run one worker until ``stop`` is set.
+
+    ``environ`` (tests, the demo) replaces the process environment for the AWS region
+    and the ``AWS_ENDPOINT_URL[_<SERVICE>]`` variables; production leaves it ``None``
+    and botocore reads the real environment.
+    """
     routes = load_routes(settings.routes_file) if settings.routes_file else Routes({})
-    aws_settings = AwsClientSettings(max_pool_connections=settings.aws_max_pool_connections)
+    endpoints = endpoints_from_environ(environ) if environ is not None else {}
+    aws_settings = AwsClientSettings(
+        max_pool_connections=settings.aws_max_pool_connections, endpoint_urls=endpoints
+    )
     async with AwsClients(aws_settings, environ=environ) as aws:
         worker = Worker(settings, routes, aws)
         await worker.run(stop, hooks)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from tests.helpers import wait_until
+from helpers import wait_until
 
-from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.enqueue import send_batches
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.settings import Settings
@@ -177,7 +177,8 @@ async def running_worker(
     routes = write_routes(tmp_path, env.flow_definition_arn, rules, extra=routes_extra)
     settings = make_settings(env, routes, ledger or tmp_path / "ledger.db", **overrides)
     environ = env.env()
-    async with AwsClients(AwsClientSettings(), environ=environ) as aws:
+    aws_settings = AwsClientSettings(endpoint_urls=endpoints_from_environ(environ))
+    async with AwsClients(aws_settings, environ=environ) as aws:
         harness = Harness(env, settings, aws, ResultsReader(aws, env.results_queue_url))
         stop = anyio.Event()
         ready = anyio.Event()

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import wait_until
-from tests.integration.harness import running_worker
+from helpers import wait_until
+from harness import running_worker
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import wait_until
-from tests.integration.harness import running_worker
+from helpers import wait_until
+from harness import running_worker
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints
@@ -47,6 +47,8 @@ async def test_exactly_the_activated_requests_get_loops(
     async with running_worker(env, tmp_path) as h:
         await h.send(_req(i, c) for i, c in enumerate(confidences))
         await h.results.wait_for(40, within=60)
+        # Nothing left behind on the requests queue.
+        assert await h.queue_depth(env.requests_queue_url) == (0, 0)
     by_req = h.results.by_request
     assert set(by_req) == {f"req-{i:04d}" for i in range(40)}
     assert all(len(v) == 1 for v in by_req.values()), "one result per request"
@@ -65,9 +67,6 @@ async def test_exactly_the_activated_requests_get_loops(
     assert counters["operations"]["StartHumanLoop"]["accepted"] >= len(activated)
     assert counters["loops_total"] == len(activated)
     assert counters["max_starts_per_name"] == 1
-    # Nothing left behind on the requests queue.
-    visible, invisible = await h.queue_depth(env.requests_queue_url)
-    assert (visible, invisible) == (0, 0)
 
 
 async def test_redelivered_messages_make_no_second_loop_or_result(
