@@ -16,6 +16,7 @@ A row is a ``dict[str, str | int | bytes | None]`` with one entry per column
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ __all__ = [
     "changed_columns",
     "from_micros",
     "from_row",
+    "from_row_async",
+    "off_loop",
     "to_micros",
     "to_row",
 ]
@@ -74,6 +77,8 @@ COLUMNS: tuple[str, ...] = (
 DERIVED_COLUMNS: frozenset[str] = frozenset({"due_at", "done_at", "open_flow", "open_sort"})
 
 _ZLIB_LEVEL = 6
+#: Inputs above this size are (de)compressed on a worker thread, not on the event loop.
+OFF_LOOP_BYTES = 256 * 1024
 
 
 def to_micros(value: datetime) -> int:
@@ -207,3 +212,16 @@ def changed_columns(old: LedgerRecord, new: LedgerRecord) -> Row:
     old_row = to_row(old, with_input=False)
     new_row = to_row(new, with_input=with_input)
     return {k: v for k, v in new_row.items() if k == "input_z" or old_row.get(k) != v}
+
+
+def off_loop(record: LedgerRecord) -> bool:
+    """True when encoding ``record``'s payload is worth a thread hop."""
+    return record.payload is not None and len(record.payload.input_content) > OFF_LOOP_BYTES
+
+
+async def from_row_async(row: Mapping[str, Any]) -> LedgerRecord:
+    """:func:`from_row`, decompressing a large input on a worker thread."""
+    blob = row.get("input_z")
+    if blob is not None and len(blob) > OFF_LOOP_BYTES // 8:
+        return await asyncio.to_thread(from_row, row)
+    return from_row(row)

@@ -154,8 +154,8 @@ def _to_item(row: codec.Row) -> dict[str, Any]:
     return {k: _serialize(v) for k, v in row.items() if v is not None}
 
 
-def _from_item(item: dict[str, Any]) -> LedgerRecord:
-    return codec.from_row({k: _deserialize(v) for k, v in item.items()})
+async def _from_item(item: dict[str, Any]) -> LedgerRecord:
+    return await codec.from_row_async({k: _deserialize(v) for k, v in item.items()})
 
 
 def _value_size(value: codec.Value) -> int:
@@ -288,8 +288,14 @@ class DynamoDbLedger:
         row[TTL_ATTRIBUTE] = expires
         return row
 
-    def _check_size(self, record: LedgerRecord) -> None:
-        size = item_size(self._row(record, with_input=True))
+    async def _full_row(self, record: LedgerRecord, *, with_input: bool) -> codec.Row:
+        if with_input and codec.off_loop(record):
+            return await asyncio.to_thread(self._row, record, with_input=True)
+        return self._row(record, with_input=with_input)
+
+    @staticmethod
+    def _check_size(row: codec.Row) -> None:
+        size = item_size(row)
         if size > MAX_ITEM_BYTES:
             raise PermanentError(
                 "ledger_item_too_large",
@@ -299,10 +305,12 @@ class DynamoDbLedger:
 
     async def _write(self, old: LedgerRecord, new: LedgerRecord) -> bool:
         with_input = old.payload != new.payload
-        if with_input or old.result != new.result:
-            self._check_size(new)
         old_row = self._row(old, with_input=False)
-        new_row = self._row(new, with_input=with_input)
+        new_row = await self._full_row(new, with_input=with_input)
+        if with_input:
+            self._check_size(new_row)
+        elif old.result != new.result:
+            self._check_size(await self._full_row(new, with_input=True))
         changes = {k: v for k, v in new_row.items() if k == "input_z" or old_row.get(k) != v}
         names: dict[str, str] = {"#version": "version"}
         values: dict[str, Any] = {":read_version": {"N": str(old.version)}}
@@ -385,7 +393,7 @@ class DynamoDbLedger:
                     RequestItems={self.table_name: {"Keys": pending, "ConsistentRead": True}},
                 )
                 for item in answer.get("Responses", {}).get(self.table_name, []):
-                    record = _from_item(item)
+                    record = await _from_item(item)
                     found[record.request_id] = record
                 pending = list(
                     answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
@@ -406,7 +414,7 @@ class DynamoDbLedger:
             )
         )
         item = answer.get("Item")
-        return None if item is None else _from_item(dict(item))
+        return None if item is None else await _from_item(dict(item))
 
     async def get_by_loop(self, loop_name: str) -> LedgerRecord | None:
         hits = await self._query_keys(

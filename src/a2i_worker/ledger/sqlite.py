@@ -15,6 +15,7 @@ the last transactions before the WAL is synced, never corrupts the file. Pass
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -207,10 +208,13 @@ class SqliteLedger:
             return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
 
     async def _records(self, sql: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
-        return [codec.from_row(r) for r in await self._fetch_all(sql, params)]
+        return [await codec.from_row_async(r) for r in await self._fetch_all(sql, params)]
 
     async def _write(self, old: LedgerRecord, new: LedgerRecord) -> bool:
-        changes = codec.changed_columns(old, new)
+        if old.payload != new.payload and codec.off_loop(new):
+            changes = await asyncio.to_thread(codec.changed_columns, old, new)
+        else:
+            changes = codec.changed_columns(old, new)
         assignments = ", ".join(f"{c} = ?" for c in changes)
         sql = f"UPDATE records SET {assignments} WHERE request_id = ? AND version = ?"  # noqa: S608
         params = [*changes.values(), old.request_id, old.version]
