@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import pytest
 
 from a2i_emulator.control import EmulatorControl

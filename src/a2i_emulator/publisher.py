@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import structlog
 
 from a2i_emulator.faults import EventFaults

@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 from aiobotocore.config import AioConfig
 
 if TYPE_CHECKING:
@@ -99,6 +99,36 @@ def endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Per-service endpoints an environment mapping configures, as botocore would read them.
+
+    ``AWS_ENDPOINT_URL_<SERVICE_ID>`` wins over ``AWS_ENDPOINT_URL``; nothing when
+    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true. For passing an environment that is
+    not ``os.environ`` (tests, the demo): botocore itself only reads the real one.
+    """
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return {}
+    found: dict[str, str] = {}
+    for service in SERVICES:
+        url = environ.get(endpoint_env_var(service)) or environ.get("AWS_ENDPOINT_URL")
+        if url:
+            found[service] = url
+    return found
+
+
+def credentials_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """``aioboto3.Session`` credential arguments from an environment mapping (or none)."""
+    key_id = environ.get("AWS_ACCESS_KEY_ID")
+    secret = environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key_id or not secret:
+        return {}
+    creds = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
+    token = environ.get("AWS_SESSION_TOKEN")
+    if token:
+        creds["aws_session_token"] = token
+    return creds
+
+
 def resolve_region(region: str | None, environ: Mapping[str, str]) -> str | None:
     """Explicit region, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else ``None``."""
     return region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
@@ -125,7 +155,8 @@ def client_kwargs(
     """Keyword arguments for ``session.client(service, **kwargs)``.
 
     ``endpoint_url`` is passed only when explicitly overridden, so that botocore's
-    configured-endpoint chain (``AWS_ENDPOINT_URL_*``) applies otherwise.
+    configured-endpoint chain (``AWS_ENDPOINT_URL_*`` of the real environment, config
+    files) applies otherwise.
     """
     kwargs: dict[str, Any] = {"config": client_config(service, settings)}
     region = resolve_region(settings.region, environ)
@@ -142,6 +173,11 @@ class AwsClients:
 
     Attributes are valid inside the context only. ``services`` limits which clients are
     opened (all five by default); touching a client that was not opened raises.
+
+    ``environ`` (default ``os.environ``) supplies the region; when given explicitly it
+    also supplies credentials (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
+    ``AWS_SESSION_TOKEN``, unless a ``session`` is passed) and endpoints
+    (:func:`endpoints_from_environ`, below explicit ``settings.endpoint_urls``).
     """
 
     def __init__(
@@ -152,7 +188,13 @@ class AwsClients:
         services: tuple[ServiceName, ...] = SERVICES,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.settings = settings or AwsClientSettings()
+        settings = settings or AwsClientSettings()
+        if environ is not None:
+            merged = {**endpoints_from_environ(environ), **settings.endpoint_urls}
+            settings = replace(settings, endpoint_urls=merged)
+            if session is None:
+                session = aioboto3.Session(**credentials_from_environ(environ))
+        self.settings = settings
         self.session: Any = session if session is not None else aioboto3.Session()
         self._services = services
         self._environ = environ if environ is not None else os.environ

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import pytest
 from moto.cloudformation.parsing import get_model_map
 

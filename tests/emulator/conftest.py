@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import pytest
 from moto.server import ThreadedMotoServer
 

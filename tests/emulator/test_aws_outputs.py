@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import pytest
 
 from a2i_emulator import EmulatorControl

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from helpers import wait_until
 
 from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.enqueue import send_batches
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.settings import Settings
 from a2i_worker.worker import Worker, WorkerHooks, run_worker
+from helpers import wait_until
 
 __all__ = ["Harness", "ResultsReader", "running_worker", "write_routes"]
 
@@ -137,7 +137,7 @@ class Harness:
             msgs = resp.get("Messages", [])
             if not msgs:
                 return out
-            out.extend(msgs)
+            out.extend(dict(m) for m in msgs)
 
 
 def make_settings(env: StackEndpoints, routes: Path, ledger: Path, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import aiohttp
 import pytest
 from types_aiobotocore_events.type_defs import PutEventsRequestEntryTypeDef

@@ -6,7 +6,7 @@ import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import moto
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID

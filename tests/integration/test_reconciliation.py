@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until
 from harness import running_worker
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
+from helpers import wait_until
 
 
 def _req(i: int, **extra: Any) -> dict[str, Any]:

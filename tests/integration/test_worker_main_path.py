@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until
 from harness import running_worker
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
+from helpers import wait_until
 
 
 def _req(i: int, confidence: float, **extra: Any) -> dict[str, Any]:
@@ -98,7 +98,8 @@ async def _loops_total(emulator: EmulatorControl, n: int) -> bool:
 
 
 async def _requests_queue_empty(h: Any) -> bool:
-    return await h.queue_depth(h.env.requests_queue_url) == (0, 0)
+    depth: tuple[int, int] = await h.queue_depth(h.env.requests_queue_url)
+    return depth == (0, 0)
 
 
 async def test_bad_messages_are_each_rejected_with_a_reason(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import structlog
 
 from a2i_emulator.control import EmulatorControl
