@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 import pytest
 from moto.server import ThreadedMotoServer
 
