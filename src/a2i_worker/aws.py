@@ -86,20 +86,6 @@ def endpoint_env_var(service: str) -> str:
 
 
 def endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """Explicit per-service endpoints read from an environment *mapping*.
-
-    For in-process use with an environment other than ``os.environ`` (tests, the demo):
-    ``AWS_ENDPOINT_URL_<SERVICE_ID>``, else ``AWS_ENDPOINT_URL``, per service.
-    """
-    out: dict[str, str] = {}
-    for service in SERVICES:
-        url = environ.get(endpoint_env_var(service)) or environ.get("AWS_ENDPOINT_URL")
-        if url:
-            out[service] = url
-    return out
-
-
-def endpoints_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """Per-service endpoints an environment mapping configures, as botocore would read them.
 
     ``AWS_ENDPOINT_URL_<SERVICE_ID>`` wins over ``AWS_ENDPOINT_URL``; nothing when
