@@ -70,7 +70,7 @@ async def _drive_raw(
 async def _drive_boto(
     url: str, flow_arn: str, worker: int, count: int, concurrency: int, deadline: float
 ) -> dict[str, int]:
-    import aioboto3  # type: ignore[import-untyped]
+    import aioboto3
     from botocore.config import Config
 
     stats = {"ok": 0, "errors": 0}
