@@ -287,6 +287,10 @@ class EventHandler:
         self._on_loop_finished = on_loop_finished
         self.counts: dict[str, int] = {}
 
+    @property
+    def finisher(self) -> Finisher:
+        return self._finisher
+
     def _count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self._metrics:

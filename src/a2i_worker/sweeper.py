@@ -154,7 +154,7 @@ class Sweeper:
         return report
 
     async def _refinish(self, rec: LedgerRecord, report: SweepReport) -> None:
-        await self._events._finisher.finish(rec)
+        await self._events.finisher.finish(rec)
         report.resolved += 1
 
     async def _resolve_starting(self, rec: LedgerRecord, report: SweepReport) -> None:
