@@ -197,16 +197,19 @@ class RequestProcessor:
             content_classifiers=tuple(route.content_classifiers),
         )
         name = loop_name(route.flow_definition_arn, req.request_id, 1)
-        ok = await self._ledger.mark_starting(
-            req.request_id,
-            expected=[Phase.RECEIVED],
-            attempt=1,
-            loop_name=name,
-            decision=decision_json,
-            context=context,
-            payload=payload,
-            next_check_at=self._clock() + self._cfg.starting_grace,
-        )
+        try:
+            ok = await self._ledger.mark_starting(
+                req.request_id,
+                expected=[Phase.RECEIVED],
+                attempt=1,
+                loop_name=name,
+                decision=decision_json,
+                context=context,
+                payload=payload,
+                next_check_at=self._clock() + self._cfg.starting_grace,
+            )
+        except PermanentError as exc:  # e.g. the input cannot be stored (ledger item size)
+            return await self._reject_claimed(msg, record, req, exc, bound)
         if not ok:
             # Another worker moved it on (redelivery raced us): look again next time.
             bound.info("record moved on concurrently; will re-check on redelivery")
