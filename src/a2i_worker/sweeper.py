@@ -60,6 +60,8 @@ class SweepConfig:
     batch: int = 2000
     max_recheck: timedelta = timedelta(hours=1)
     stopping_timeout: timedelta = timedelta(minutes=30)
+    #: How often to recount records by phase (a table scan on DynamoDB: not every sweep).
+    recount_every: timedelta = timedelta(minutes=5)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Sweeper:
         self._on_in_flight = on_in_flight
         self.sweeps = 0
         self.last_report = SweepReport()
+        self._last_count: datetime | None = None
 
     async def run(self) -> None:
         while True:
@@ -112,12 +115,14 @@ class Sweeper:
     async def sweep_once(self) -> SweepReport:
         now = self._clock()
         report = SweepReport()
-        counts = await self._ledger.count_by_phase()
-        if self._on_in_flight is not None:
-            self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
-        if self._metrics:
-            for phase, n in counts.items():
-                self._metrics.ledger_phase.labels(phase=phase.value).set(n)
+        if self._last_count is None or now - self._last_count >= self._cfg.recount_every:
+            self._last_count = now
+            counts = await self._ledger.count_by_phase()
+            if self._on_in_flight is not None:
+                self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
+            if self._metrics:
+                for phase, n in counts.items():
+                    self._metrics.ledger_phase.labels(phase=phase.value).set(n)
         due = await self._ledger.due_for_check(now, self._cfg.batch)
         report.due = len(due)
         self.sweeps += 1
