@@ -147,6 +147,15 @@ async def _run(opts: DemoOptions, console: Console) -> int:
             )
             stop = anyio.Event()
             if not opts.demo:
+                env_file = workdir / "local.env"
+                env_file.write_text(
+                    "".join(f"{k}={v}\n" for k, v in sorted(env.env().items())), encoding="utf-8"
+                )
+                console.print(
+                    f"environment for other shells: [bold]set -a; . {env_file}; set +a[/]\n"
+                    f"then e.g. [bold]a2i-worker enqueue requests.jsonl[/]; emulator control API: "
+                    f"{stack.a2i_url}/_emulator/counters"
+                )
                 console.print("worker running on the local stack; Ctrl-C to stop")
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async with anyio.create_task_group() as tg:
