@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import types
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
@@ -162,7 +164,7 @@ def test_receive_at_backlog_scans_the_queue_once_not_per_message(
     assert {m.body for m in patched}.isdisjoint({m.body for m in unpatched})
     assert patched_reads == 0
     assert unpatched_reads == 10  # one full attribute rebuild per delivered message
-    assert patched_scans <= 2 * depth + 100  # one pass over the queue
+    assert patched_scans <= 100  # stops at the tenth deliverable message
     assert unpatched_scans >= 20 * depth  # O(n) per message: O(n^2) per receive
 
 
@@ -208,3 +210,24 @@ def test_delete_keeps_moto_semantics() -> None:
     queue = backend.queues["deletes"]
     assert [m.body for m in queue._messages] == ["m2", "m3", "m4"]
     assert all(m.id != first[0].id for m in queue.pending_messages)
+
+
+def test_lazy_receive_keeps_redrive_delay_and_in_flight_semantics() -> None:
+    apply_moto_patches()
+    backend = sqs_backends[DEFAULT_ACCOUNT_ID][REGION]  # moto finds DLQs in the global backend
+    name = f"lazy-{uuid.uuid4().hex[:8]}"
+    dlq = backend.create_queue(f"{name}-dlq")
+    redrive = json.dumps({"deadLetterTargetArn": dlq.queue_arn, "maxReceiveCount": 1})
+    backend.create_queue(name, RedrivePolicy=redrive)
+    backend.send_message(name, "delayed", delay_seconds=60)
+    backend.send_message(name, "first")
+    backend.send_message(name, "second")
+
+    got = backend.receive_message(name, 1, 0, 30)
+    assert [m.body for m in got] == ["first"]  # the delayed message is skipped
+    got = backend.receive_message(name, 10, 0, 0)
+    assert [m.body for m in got] == ["second"]  # "first" is in flight
+    got = backend.receive_message(name, 10, 0, 0)
+    assert got == []  # "second" was received once: maxReceiveCount reached -> DLQ
+    assert [m.body for m in backend.queues[f"{name}-dlq"]._messages] == ["second"]
+    assert [m.body for m in backend.queues[name]._messages] == ["delayed", "first"]

@@ -8,6 +8,9 @@ paths do that per message, which makes them O(n) per message at queue depth n:
   ``get_queue_attributes`` (three full rebuilds): a receive is O(n^2). Replaced by a
   direct read of ``queue.message_retention_period``, same arithmetic (a message past
   retention still stops the receive, as in moto).
+- ``sqs-receive-lazy-scan``: before delivering anything, a receive evaluated
+  ``visible``/``delayed`` (two clock reads) for every message in the queue. Replaced by
+  moto's own function iterating lazily, so it stops after ``count`` messages.
 - ``sqs-send-message``: every send reads ``ContentBasedDeduplication`` through
   ``queue.attributes``. Replaced by moto's own function with that one lookup read
   from the queue's fields (same value, same FIFO rules).
@@ -23,11 +26,11 @@ else: when moto is upgraded, someone must re-read the replaced code and re-pin.
 from __future__ import annotations
 
 import hashlib
-import hashlib as _hashlib
 import inspect
 import string
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,13 @@ import moto
 from moto.core.utils import unix_time
 from moto.moto_api._internal import mock_random as random
 from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
-from moto.sqs.models import MAXIMUM_MESSAGE_DELAY, Message, Queue, SQSBackend
+from moto.sqs.models import (
+    MAXIMUM_MESSAGE_DELAY,
+    Message,
+    Queue,
+    SQSBackend,
+    _filter_message_attributes,
+)
 
 __all__ = [
     "PATCHES",
@@ -102,7 +111,7 @@ def _send_message(
     message = Message(message_id, message_body, system_attributes)
 
     if _content_based_deduplication(queue):
-        sha256 = _hashlib.sha256()
+        sha256 = hashlib.sha256()
         sha256.update(message_body.encode("utf-8"))
         message.deduplication_id = sha256.hexdigest()
 
@@ -152,6 +161,86 @@ def _delete_message(self: Queue, receipt_handle: str) -> None:
     self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
 
 
+def _visible_messages(queue: Queue) -> Iterator[Message]:
+    """``queue.messages`` (visible, not delayed), evaluated lazily over a snapshot."""
+    return (m for m in list(queue._messages) if m.visible and not m.delayed)
+
+
+def _receive_message(
+    self: SQSBackend,
+    queue_name: str,
+    count: int,
+    wait_seconds_timeout: int,
+    visibility_timeout: int,
+    message_attribute_names: list[str] | None = None,
+) -> list[Message]:
+    """moto 5.2.5 ``SQSBackend.receive_message``; the only change: the visible messages
+    are produced lazily, so a receive stops scanning once it has ``count`` messages
+    instead of checking the clock twice for every message in the queue first."""
+    if message_attribute_names is None:
+        message_attribute_names = []
+    queue = self.get_queue(queue_name)
+    result: list[Message] = []
+    previous_result_count = len(result)
+
+    polling_end = unix_time() + wait_seconds_timeout
+    currently_pending_groups = deepcopy(queue.pending_message_groups)
+
+    while True:
+        if result or (wait_seconds_timeout and unix_time() > polling_end):
+            break
+
+        messages_to_dlq: list[Message] = []
+
+        for message in _visible_messages(queue):
+            if not message.visible:
+                continue
+
+            if message in queue.pending_messages:
+                queue.pending_messages.remove(message)
+                currently_pending_groups = deepcopy(queue.pending_message_groups)
+
+            if (
+                message.group_id
+                and queue.fifo_queue
+                and message.group_id in currently_pending_groups
+            ):
+                continue
+
+            if (
+                queue.dead_letter_queue is not None
+                and queue.redrive_policy
+                and message.approximate_receive_count >= queue.redrive_policy["maxReceiveCount"]
+            ):
+                messages_to_dlq.append(message)
+                continue
+
+            queue.pending_messages.add(message)
+            message.mark_received(visibility_timeout=visibility_timeout)
+            message_copy = deepcopy(message)
+            _filter_message_attributes(message_copy, message_attribute_names)
+            if not self.is_message_valid_based_on_retention_period(queue_name, message):
+                break
+            result.append(message_copy)
+            if len(result) >= count:
+                break
+
+        for message in messages_to_dlq:
+            queue._messages.remove(message)
+            queue.dead_letter_queue.add_message(message)  # type: ignore[union-attr]
+
+        if previous_result_count == len(result):
+            if wait_seconds_timeout == 0:
+                break
+
+            queue.wait_for_messages(1)
+            continue
+
+        previous_result_count = len(result)
+
+    return result
+
+
 @dataclass(frozen=True)
 class MotoPatch:
     """One method replaced on one moto class, pinned to the source it replaces."""
@@ -172,6 +261,14 @@ PATCHES: tuple[MotoPatch, ...] = (
         source_sha256="cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b",
         replacement=_retention_check,
         why="per-message get_queue_attributes scans the whole queue: receive is O(n^2)",
+    ),
+    MotoPatch(
+        name="sqs-receive-lazy-scan",
+        owner=SQSBackend,
+        attribute="receive_message",
+        source_sha256="065f3e5e7d2144089ce3b5d16d9306243ccd2f3ee11b44beb851292fadb7652f",
+        replacement=_receive_message,
+        why="queue.messages evaluates every message's visibility before the first delivery",
     ),
     MotoPatch(
         name="sqs-send-message",
@@ -216,11 +313,18 @@ def verify_patch_target(patch: MotoPatch, *, moto_version: str, source_hash: str
         )
 
 
-def apply_moto_patches() -> None:
-    """Apply every patch in :data:`PATCHES` once per process (idempotent, thread-safe)."""
+def apply_moto_patches(names: Iterable[str] | None = None) -> None:
+    """Apply the patches in :data:`PATCHES` (all, or those ``names``) once per process.
+
+    Idempotent and thread-safe. Naming a subset is for benchmarks comparing patches.
+    """
+    wanted = None if names is None else set(names)
+    unknown = (wanted or set()) - {p.name for p in PATCHES}
+    if unknown:
+        raise ValueError(f"unknown moto patches: {sorted(unknown)}")
     with _lock:
         for patch in PATCHES:
-            if patch.name in _originals:
+            if (wanted is not None and patch.name not in wanted) or patch.name in _originals:
                 continue
             current = getattr(patch.owner, patch.attribute)
             verify_patch_target(

@@ -176,19 +176,35 @@ class _KeepAliveHandler(MotoRequestHandler):
         self.wfile.flush()
 
 
+class _ClosingHandler(MotoRequestHandler):
+    """moto's own behaviour (``Connection: close`` on every response), for comparison."""
+
+    server: _KeepAliveWSGIServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silence the per-request access line."""
+
+
 class _KeepAliveWSGIServer(ThreadedWSGIServer):
     """werkzeug's threaded server that tracks its connections and threads."""
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, idle_timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, idle_timeout: float, *, keep_alive: bool = True
+    ) -> None:
         self.idle_timeout = idle_timeout
         self.accepted_connections = 0
         self._lock = threading.Lock()
         self._open: dict[socket.socket, threading.Thread] = {}
         app = DomainDispatcherApplication(create_backend_app)
+        handler = _KeepAliveHandler if keep_alive else _ClosingHandler
         try:
-            super().__init__(host, port, app, handler=_KeepAliveHandler)
+            super().__init__(host, port, app, handler=handler)
         except SystemExit as exc:  # werkzeug exits on bind errors; make it an error
             raise OSError(f"cannot bind moto server to {host}:{port}") from exc
 
@@ -227,10 +243,22 @@ class _KeepAliveWSGIServer(ThreadedWSGIServer):
 class MotoServer:
     """moto's WSGI app on a keep-alive threaded HTTP/1.1 server, in a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, idle_timeout: float = 120.0):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout: float = 120.0,
+        keep_alive: bool = True,
+        patches: Iterable[str] | None = None,
+    ):
+        """``keep_alive=False`` answers ``Connection: close`` like moto's own server;
+        ``patches`` names the moto patches to apply (default: all); for benchmarks."""
         self._host = host
         self._port = port
         self._idle_timeout = idle_timeout
+        self._keep_alive = keep_alive
+        self._patches = None if patches is None else tuple(patches)
         self._server: _KeepAliveWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -257,8 +285,10 @@ class MotoServer:
         """Apply the pinned moto patches, bind, serve in a daemon thread; return the URL."""
         if self._server is not None:
             raise RuntimeError("MotoServer already started")
-        apply_moto_patches()
-        self._server = _KeepAliveWSGIServer(self._host, self._port, self._idle_timeout)
+        apply_moto_patches(self._patches)
+        self._server = _KeepAliveWSGIServer(
+            self._host, self._port, self._idle_timeout, keep_alive=self._keep_alive
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -302,6 +332,16 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="stop when stdin closes (used by LocalStack so the child dies with its parent)",
     )
+    parser.add_argument(
+        "--connection-close",
+        action="store_true",
+        help="answer Connection: close like moto's own server (benchmarks)",
+    )
+    parser.add_argument(
+        "--patches",
+        default="all",
+        help="comma-separated moto patches to apply, 'all' or 'none' (benchmarks)",
+    )
     args = parser.parse_args(argv)
     # stdout carries the MOTO_URL line for the parent; logs go to stderr.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
@@ -312,7 +352,10 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = MotoServer(args.host, args.port)
+    patches: list[str] | None = None
+    if args.patches != "all":
+        patches = [] if args.patches == "none" else args.patches.split(",")
+    server = MotoServer(args.host, args.port, keep_alive=not args.connection_close, patches=patches)
     url = server.start()
     if args.exit_on_stdin_eof:
 

@@ -35,10 +35,18 @@ log = structlog.get_logger(__name__)
 class MotoSubprocess:
     """``python -m a2i_worker.local.moto_server`` as a child process."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
+    ):
+        """``extra_args``: more command-line options (``--connection-close``, ``--patches``)."""
         self._host = host
         self._port = port
         self._start_timeout = start_timeout
+        self._extra_args = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -56,6 +64,7 @@ class MotoSubprocess:
             "--port",
             str(self._port),
             "--exit-on-stdin-eof",
+            *self._extra_args,
         ]
         proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ)
