@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from a2i_worker.errors import ConfigError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "startup_problems"]
 
 app = typer.Typer(
     name="a2i-worker",
@@ -50,38 +50,117 @@ def _load_settings(**overrides: Any) -> Any:
         raise _fail(describe_settings_errors(exc)) from None
 
 
-async def _run_until_signalled(settings: Any) -> None:
+def startup_problems(settings: Any) -> list[str]:
+    """Everything that would stop ``run`` at start-up, one line per problem.
+
+    Checks what can be checked before any network call: the three required queue URLs,
+    the routes file and every rules file it names, and that an AWS region is set.
+    Each line names the variable, what is wrong and what is allowed.
+    """
+    import os
+
+    from botocore.session import Session as BotocoreSession
+
+    from a2i_worker.aws import resolve_region
+    from a2i_worker.routes import load_routes
+    from a2i_worker.settings import env_var
+
+    problems: list[str] = []
+    for name in ("requests_queue_url", "events_queue_url", "results_queue_url"):
+        if getattr(settings, name) is None:
+            problems.append(
+                f"{env_var(name)} is required for run; allowed: an SQS queue URL "
+                "(https://…/account/name)"
+            )
+    if settings.routes_file is not None:
+        try:
+            load_routes(settings.routes_file)
+        except ConfigError as exc:
+            problems.append(f"{env_var('routes_file')}: {exc}")
+    if not resolve_region(None, os.environ) and not BotocoreSession().get_config_variable("region"):
+        problems.append(
+            "AWS_REGION is not set; allowed: an AWS region name such as us-east-1 "
+            "(or AWS_DEFAULT_REGION, or the region of AWS_PROFILE)"
+        )
+    return problems
+
+
+def _config_errors(exc: BaseException) -> list[ConfigError]:
+    """The ConfigErrors inside ``exc`` (task groups wrap them in exception groups)."""
+    if isinstance(exc, ConfigError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        return [e for sub in exc.exceptions for e in _config_errors(sub)]
+    return []
+
+
+#: After a second signal, cleanup (hand back, ledger close) gets this long, then exit.
+SECOND_SIGNAL_GRACE = 3.0
+
+
+async def _run_until_signalled(settings: Any) -> int:
+    """Run the worker; the first SIGTERM/SIGINT drains, a second one stops at once.
+
+    Returns the exit status: 0 after a drain, 128 + signal number after a second signal.
+    """
+    import os
+    import threading
+
     from a2i_worker.worker import run_worker
 
     stop = anyio.Event()
+    status = 0
     async with anyio.create_task_group() as tg:
 
         async def watch_signals() -> None:
+            nonlocal status
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
+                async for signum in signals:
                     if not stop.is_set():
+                        typer.echo(f"{signal.Signals(signum).name}: draining", err=True)
                         stop.set()
-                    else:  # a second signal: stop now
-                        typer.echo("second signal: exiting at once", err=True)
-                        tg.cancel_scope.cancel()
-                        return
+                        continue
+                    # A second signal: stop now. Cleanup that is shielded (handing
+                    # messages back, closing the ledger) gets a short, hard bound.
+                    status = 128 + int(signum)
+                    typer.echo("second signal: exiting at once", err=True)
+                    timer = threading.Timer(SECOND_SIGNAL_GRACE, os._exit, (status,))
+                    timer.daemon = True
+                    timer.start()
+                    tg.cancel_scope.cancel()
+                    return
 
         tg.start_soon(watch_signals, name="signals")
         await run_worker(settings, stop=stop)
         tg.cancel_scope.cancel()
+    return status
 
 
 @app.command()
 def run() -> None:
-    """Run the worker (configured by A2I_WORKER_* and the standard AWS variables)."""
+    """Run the worker (configured by A2I_WORKER_* and the standard AWS variables).
+
+    Exit status: 0 after a drain (first SIGTERM/SIGINT), 2 for configuration errors
+    (one line per problem on stderr), 128 + signal number after a second signal.
+    """
     from a2i_worker.logs import configure_logging
+    from a2i_worker.settings import unknown_environment_variables
 
     settings = _load_settings()
+    problems = startup_problems(settings)
+    if problems:
+        raise _fail(problems)
     configure_logging(settings.log_format, settings.log_level)
+    for name in unknown_environment_variables():
+        typer.echo(f"warning: {name} is not a setting of a2i-worker (ignored)", err=True)
     try:
-        anyio.run(_run_until_signalled, settings)
-    except ConfigError as exc:
-        raise _fail([str(exc)]) from None
+        status = anyio.run(_run_until_signalled, settings)
+    except BaseException as exc:
+        errors = _config_errors(exc)
+        if not errors:
+            raise
+        raise _fail([str(e) for e in errors]) from None
+    raise typer.Exit(status)
 
 
 @app.command()
