@@ -1,0 +1,250 @@
+"""Issue 3 / issue 8 (CPU): a pre-enqueued backlog through the whole local stack.
+
+moto runs in its own process, the emulator in a thread of this driver, the worker as
+its own process (the real ``a2i-worker run``), the baseline (``baseline.py``) as its own
+process on a second environment of the same stack, one after the other so they never
+compete for the two cores. Each phase: enqueue ``--n`` requests (about half activated
+by a confidence rule), start the consumer, drain the results queue until every request
+has a result. Judged by the emulator's counters and the results queue (see
+``benchlib.verify``); CPU and peak RSS of the worker from /proc, of the baseline from
+its own ``process_time``.
+
+    .venv/bin/python bench/worker_bench.py                 # 10k requests + baseline
+    .venv/bin/python bench/worker_bench.py --n 1000 --no-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from a2i_emulator.control import EmulatorControl
+from a2i_worker.local.endpoints import StackEndpoints
+from a2i_worker.local.stack import LocalStack
+from benchlib import (
+    FAST_REVIEWERS,
+    ResultsCollector,
+    Workload,
+    driver_clients,
+    enqueue,
+    histogram_from_metrics,
+    iso_seconds,
+    percentile,
+    queue_depth,
+    start_worker,
+    stop_worker,
+    verify,
+    worker_environ,
+    write_json,
+)
+
+__all__ = ["run_baseline_phase", "run_worker_phase"]
+
+
+async def _wait_queue_empty(aws: Any, url: str, within: float) -> int:
+    deadline = time.monotonic() + within
+    while True:
+        left = await queue_depth(aws, url)
+        if left == 0 or time.monotonic() > deadline:
+            return left
+        await anyio.sleep(0.2)
+
+
+async def run_worker_phase(
+    a2i_url: str,
+    env: StackEndpoints,
+    workload: Workload,
+    workdir: Path,
+    *,
+    within: float = 600.0,
+    settings: dict[str, Any] | None = None,
+    max_describes_per_loop: float | None = None,
+) -> dict[str, Any]:
+    """Backlog of ``workload`` → one worker process → every result. Returns the figures."""
+    async with EmulatorControl(a2i_url) as control:
+        await control.reset()
+        await control.put_flow_reviewers(env.flow_definition_name, FAST_REVIEWERS)
+        async with driver_clients(env) as aws:
+            t_enq = time.monotonic()
+            await enqueue(aws, env, workload.bodies())
+            enqueue_s = time.monotonic() - t_enq
+            environ = worker_environ(env, workdir, workload, **(settings or {}))
+            worker = await start_worker(environ, workdir / "worker.log")
+            try:
+                s0 = worker.stats()
+                t0 = time.monotonic()
+                collector = ResultsCollector(aws, env.results_queue_url, workload.n)
+                await collector.run(within)
+                t1 = time.monotonic()
+                s1 = worker.stats()
+                metrics = await worker.metrics_text()
+                await collector.settle(1.0)
+                left = await _wait_queue_empty(aws, env.requests_queue_url, 10.0)
+                counters = await control.counters()
+            finally:
+                await stop_worker(worker)
+    verdict = verify(
+        workload,
+        collector,
+        counters,
+        requests_left=left,
+        max_describes_per_loop=max_describes_per_loop,
+    )
+    hist = histogram_from_metrics(metrics, "a2i_worker_receive_to_start_seconds")
+    # Independent of the worker's histogram: emulator creation time - worker receive time.
+    r2c = [
+        c - r
+        for res in collector.by_result.values()
+        if (c := iso_seconds(res["timings"].get("loop_created_at"))) is not None
+        and (r := iso_seconds(res["timings"].get("received_at"))) is not None
+    ]
+    wall = (collector.last_at or t1) - t0
+    cpu = s1.cpu_seconds - s0.cpu_seconds
+    return {
+        "ok": verdict.ok,
+        "problems": verdict.problems,
+        **verdict.facts,
+        "enqueue_seconds": round(enqueue_s, 2),
+        "wall_seconds": round(wall, 2),
+        "requests_per_second": round(workload.n / wall, 1) if wall else None,
+        "worker_cpu_seconds": round(cpu, 2),
+        "worker_cpu_ms_per_request": round(1000 * cpu / workload.n, 3),
+        "worker_peak_rss_mib": round(s1.peak_rss_bytes / 2**20, 1),
+        "hist_receive_to_start_count": hist.count,
+        "hist_receive_to_start_p50_ms": round(1000 * hist.quantile(0.5), 1),
+        "hist_receive_to_start_p99_ms": round(1000 * hist.quantile(0.99), 1),
+        "results_receive_to_created_p50_ms": round(1000 * percentile(r2c, 0.5), 1),
+        "results_receive_to_created_p99_ms": round(1000 * percentile(r2c, 0.99), 1),
+    }
+
+
+async def run_baseline_phase(
+    a2i_url: str, env: StackEndpoints, workload: Workload, *, within: float = 600.0
+) -> dict[str, Any]:
+    """The same backlog through ``baseline.py`` (own process); judged the same way."""
+    async with EmulatorControl(a2i_url) as control:
+        await control.reset()
+        await control.put_flow_reviewers(env.flow_definition_name, FAST_REVIEWERS)
+        async with driver_clients(env) as aws:
+            await enqueue(aws, env, workload.bodies())
+            cmd = [
+                sys.executable,
+                str(Path(__file__).with_name("baseline.py")),
+                "--n",
+                str(workload.n),
+                "--threshold",
+                str(workload.threshold),
+                "--flow-arn",
+                env.flow_definition_arn,
+                "--within",
+                str(within),
+            ]
+            environ = {**os.environ, **env.env()}
+            proc = await anyio.open_process(cmd, env=environ, stdout=subprocess.PIPE)
+            collector = ResultsCollector(aws, env.results_queue_url, workload.n)
+            t0 = time.monotonic()
+            async with proc:
+                await collector.run(within)
+                assert proc.stdout is not None
+                out = b"".join([chunk async for chunk in proc.stdout])
+                await proc.wait()
+            t1 = time.monotonic()
+            await collector.settle(1.0)
+            left = await _wait_queue_empty(aws, env.requests_queue_url, 10.0)
+            counters = await control.counters()
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    verdict = verify(workload, collector, counters, requests_left=left)
+    return {
+        "ok": verdict.ok,
+        "problems": verdict.problems,
+        **verdict.facts,
+        "wall_seconds": round(t1 - t0, 2),
+        "cpu_seconds": report["cpu_seconds"],
+        "cpu_ms_per_request": round(1000 * report["cpu_seconds"] / workload.n, 3),
+        "peak_rss_mib": round(report["peak_rss_bytes"] / 2**20, 1),
+    }
+
+
+def _table(rows: list[tuple[str, Any, Any]]) -> str:
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'':{w}}  {'worker':>12}  {'baseline':>12}"]
+    lines += [f"{k:{w}}  {v!s:>12}  {b!s:>12}" for k, v, b in rows]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="a2i-worker-bench-"))
+    base: dict[str, Any] = {}
+    if not args.no_baseline:
+        benv = await stack.provision("bl")
+        base = await run_baseline_phase(stack.a2i_url, benv, Workload(args.n, tag="bl"))
+    wenv = await stack.provision("wb")
+    work = await run_worker_phase(stack.a2i_url, wenv, Workload(args.n, tag="wb"), workdir)
+    ratio = (
+        round(work["worker_cpu_ms_per_request"] / base["cpu_ms_per_request"], 2) if base else None
+    )
+    rows = [
+        ("requests", work["requests"], base.get("requests")),
+        (
+            "activated / loops",
+            f"{work['activated']}/{work['emulator_loops_total']}",
+            f"{base.get('activated')}/{base.get('emulator_loops_total')}",
+        ),
+        ("distinct results", work["distinct_results"], base.get("distinct_results")),
+        (
+            "max starts per name",
+            work["emulator_max_starts_per_name"],
+            base.get("emulator_max_starts_per_name"),
+        ),
+        ("Describe calls", work["emulator_describe_calls"], base.get("emulator_describe_calls")),
+        ("wall s", work["wall_seconds"], base.get("wall_seconds")),
+        (
+            "requests/s",
+            work["requests_per_second"],
+            round(args.n / base["wall_seconds"], 1) if base else None,
+        ),
+        ("CPU ms/request", work["worker_cpu_ms_per_request"], base.get("cpu_ms_per_request")),
+        ("peak RSS MiB", work["worker_peak_rss_mib"], base.get("peak_rss_mib")),
+        ("recv→start p50 ms (hist)", work["hist_receive_to_start_p50_ms"], ""),
+        ("recv→start p99 ms (hist)", work["hist_receive_to_start_p99_ms"], ""),
+        ("recv→created p99 ms (results)", work["results_receive_to_created_p99_ms"], ""),
+        (
+            "verdict",
+            "ok" if work["ok"] else "FAIL",
+            ("ok" if base["ok"] else "FAIL") if base else "",
+        ),
+    ]
+    print(_table(rows))
+    if ratio is not None:
+        print(f"worker CPU per request = {ratio} x baseline (target ≤ 1.5)")
+    for p in work["problems"] + base.get("problems", []):
+        print("PROBLEM:", p)
+    path = write_json(
+        args.output, {"n": args.n, "worker": work, "baseline": base, "cpu_ratio": ratio}
+    )
+    print(f"written {path}; worker log in {workdir}")
+    return 0 if work["ok"] and (not base or base["ok"]) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--output", default="worker_bench")
+    args = parser.parse_args()
+    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+        code = anyio.run(main_async, args, stack)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
