@@ -265,3 +265,58 @@ async def test_cancelled_waiter_leaves_no_reservation_behind() -> None:
     gate.on_loop_finished()
     snap = gate.snapshot()
     assert (snap.waiting, snap.reserved, snap.is_open) == (0, 0, True)
+
+
+async def test_confirm_hands_back_reservations_that_a_learned_cap_made_stale() -> None:
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    gate.set_in_flight(3)
+    for _ in range(4):  # cap unknown: four reservations, e.g. all waiting for rate tokens
+        await gate.wait_open()
+    assert gate.confirm()  # nothing learned yet: the first one goes out
+    gate.on_quota_exceeded()  # ... and finds the quota is 3 loops
+    # the three still queued must not go out only to be rejected too
+    assert [gate.confirm() for _ in range(3)] == [False, False, False]
+    snap = gate.snapshot()
+    assert (snap.reserved, snap.quota_rejections, snap.is_open) == (0, 1, False)
+    gate.on_loop_finished()
+    await gate.wait_open()
+    assert gate.confirm()  # a reservation that fits is confirmed and kept
+    assert gate.snapshot().reserved == 1
+
+
+async def test_confirm_lets_the_probe_through() -> None:
+    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(2))
+    gate.set_in_flight(2)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 2, full
+    async with asyncio.timeout(1.0):
+        await gate.wait_open()  # granted by the probe
+    assert gate.snapshot().probes == 1
+    assert gate.confirm()
+
+
+async def test_probe_steps_start_at_one_and_double_while_probes_succeed() -> None:
+    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(5))
+    gate.set_in_flight(10)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 10
+    caps = []
+    for _ in range(3):
+        async with asyncio.timeout(1.0):
+            await gate.wait_open()  # a probe (the gate is full)
+        assert gate.confirm()
+        gate.on_start_succeeded()
+        cap = gate.snapshot().cap
+        assert cap is not None
+        caps.append(cap)
+        gate.set_in_flight(cap)  # fill up to the new cap so the next start is a probe
+    # a lagging finish count can make one probe succeed falsely: +1 costs one rejection
+    # at most; a quota that really moved is still found geometrically
+    assert caps == [12, 15, 20]
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # the quota is 20 after all
+    gate.set_in_flight(20)
+    async with asyncio.timeout(1.0):
+        await gate.wait_open()
+    gate.on_start_succeeded()
+    assert gate.snapshot().cap == 22  # the step was reset by the rejection

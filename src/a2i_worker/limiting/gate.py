@@ -8,13 +8,21 @@ admits a start only while ``in_flight + reserved < cap``. It promises:
   never raises because the gate is closed. The caller keeps its SQS messages alive.
 - **Reservations.** Each return of :meth:`wait_open` reserves one slot, so concurrent
   starts cannot overshoot the cap. The caller ends every reservation with exactly one of
-  :meth:`on_start_succeeded`, :meth:`on_quota_exceeded` or :meth:`on_start_failed`.
+  :meth:`on_start_succeeded`, :meth:`on_quota_exceeded` or :meth:`on_start_failed` --
+  or by :meth:`confirm` returning ``False``.
+- **Confirm before sending.** A reservation taken before a wait (for a rate token) may be
+  stale by the time the call goes out: the cap may have been learned meanwhile. Calling
+  :meth:`confirm` right before sending hands back reservations that no longer fit, so
+  discovering the cap costs the starts actually in flight, not every queued reservation.
 - **Reopens on finishes.** :meth:`on_loop_finished` (from the reconciler) and
   :meth:`set_in_flight` (from the ledger) admit waiters as soon as there is room.
 - **Probes.** While closed with waiters, one start is let through after a jittered delay
   (``probe_after`` +- ``probe_jitter``) to test whether the quota moved. A successful probe
-  raises the cap (by 10 %, at least 1) and the next probe comes twice as soon; a rejected
-  probe re-learns the cap and resets the delay.
+  raises the cap by a step that starts at 1 and doubles with each consecutive successful
+  probe, and the next probe comes twice as soon; a rejection re-learns the cap and resets
+  step and delay. (Finishes reach the gate late, so a probe often succeeds only because
+  loops already finished: starting with +1 makes such a false success cost at most one
+  rejection, while a real raise is still found in ~log2(raise) probes.)
 - A structlog line at each close / open / probe, never per start.
 """
 
@@ -22,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -76,6 +83,7 @@ class QuotaGate:
         self._probing = False
         self._probe_fut: asyncio.Future[None] | None = None
         self._probe_scale = 1.0
+        self._probe_step = 1
         self._was_open = True
         self.quota_rejections = 0
         self.probes = 0
@@ -189,7 +197,8 @@ class QuotaGate:
             self.probe_successes += 1
             self._probe_scale = max(self._probe_scale / 2.0, 1.0 / 16.0)
             if self._cap is not None:
-                self._cap = max(self._cap, self._in_flight) + max(1, math.ceil(0.1 * self._cap))
+                self._cap = max(self._cap, self._in_flight) + self._probe_step
+                self._probe_step *= 2
             _log.info("quota_gate.probe_succeeded", cap=self._cap, in_flight=self._in_flight)
         self._wake()
 
@@ -204,10 +213,26 @@ class QuotaGate:
         if in_flight is not None:
             self._in_flight = max(0, in_flight)
         self._cap = max(0, self._in_flight - self.params.margin)
+        self._probe_step = 1
         if self._probing:
             self._probing = False
             self._probe_scale = 1.0
         self._wake()
+
+    def confirm(self) -> bool:
+        """Call right before sending a start whose reservation is some time old.
+
+        ``True``: send now. ``False``: a ServiceQuotaExceeded since the reservation lowered
+        the cap below loops in flight plus reservations; this reservation has been handed
+        back (it is ended) -- call :meth:`wait_open` again instead of sending. While a probe
+        is out, one start beyond the cap is allowed (the probe itself).
+        """
+        allowance = 1 if self._probing else 0
+        if self._cap is None or self._in_flight + self._reserved <= self._cap + allowance:
+            return True
+        self._release()
+        self._wake()
+        return False
 
     def on_start_failed(self) -> None:
         """A start failed for another reason (throttled, 5xx): the reservation is returned."""
