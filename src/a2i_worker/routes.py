@@ -15,10 +15,11 @@
     human = "total"                           # JMESPath into the first answer's answerContent
     tolerance = 0.01                          # optional; absent -> equality
 
-    [routes.invoices.budget]                  # optional; parsed and validated only
+    [routes.invoices.budget]                  # optional; enforced by the submitter
     per_hour = 500
     per_day = 5000
     policy = "defer"                          # defer | sample | reject
+    always = ["/Conditions/1"]                # sample: these conditions still start loops
 
 Decisions (also in ``docs/messages.md``):
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -104,11 +106,17 @@ class Agreement:
 
 @dataclass(frozen=True)
 class Budget:
-    """Review budget of a route (at least one of ``per_hour``/``per_day``)."""
+    """Review budget of a route (at least one of ``per_hour``/``per_day``).
+
+    ``always``: JSON pointers to conditions of the route's rules (``/Conditions/1``,
+    ``/Conditions/0/And/1``); under the ``sample`` policy a request on which one of them
+    fired still starts a loop when the budget is spent. See :mod:`a2i_worker.budget`.
+    """
 
     per_hour: int | None
     per_day: int | None
     policy: BudgetPolicy
+    always: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,7 @@ def _parse_agreement(where: _Where, table: Any) -> Agreement:
 def _parse_budget(where: _Where, table: Any) -> Budget:
     if not isinstance(table, dict):
         raise where.error("budget", "must be a table with 'per_hour', 'per_day', 'policy'")
-    _unknown_keys(where, table, frozenset({"per_hour", "per_day", "policy"}), "budget")
+    _unknown_keys(where, table, frozenset({"per_hour", "per_day", "policy", "always"}), "budget")
     limits: dict[str, int | None] = {}
     for key in ("per_hour", "per_day"):
         value = table.get(key)
@@ -282,7 +290,34 @@ def _parse_budget(where: _Where, table: Any) -> Budget:
     policy = table.get("policy", "defer")
     if policy not in {p.value for p in BudgetPolicy}:
         raise where.error("budget.policy", "must be one of: defer, sample, reject")
-    return Budget(limits["per_hour"], limits["per_day"], BudgetPolicy(policy))
+    always = table.get("always", [])
+    if not isinstance(always, list) or not all(
+        isinstance(p, str) and _CONDITION_POINTER.fullmatch(p) for p in always
+    ):
+        raise where.error(
+            "budget.always",
+            'must be a list of JSON pointers to conditions, like "/Conditions/1" or '
+            '"/Conditions/0/And/1"',
+        )
+    return Budget(limits["per_hour"], limits["per_day"], BudgetPolicy(policy), tuple(always))
+
+
+_CONDITION_POINTER = re.compile(r"/Conditions/\d+(/(And|Or)/\d+){0,2}")
+
+
+def _check_always(where: _Where, budget: Budget, rules: RuleSet | None) -> None:
+    """Every ``always`` pointer must name a condition of the route's rules."""
+    for pointer in budget.always:
+        node: Any = rules.document if rules is not None else None
+        for token in pointer.split("/")[1:]:
+            if isinstance(node, dict):
+                node = node.get(token)
+            elif isinstance(node, list) and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                node = None
+        if not isinstance(node, dict):
+            raise where.error("budget.always", f"{pointer!r} names no condition of the rules")
 
 
 def _parse_rules(where: _Where, value: Any, base: Path) -> RuleSet:
@@ -322,14 +357,18 @@ def _parse_route(where: _Where, table: Any, base: Path) -> Route:
     mode = table.get("mode", "active")
     if mode not in {m.value for m in RouteMode}:
         raise where.error("mode", "must be 'active' or 'shadow'")
+    budget = _parse_budget(where, table["budget"]) if "budget" in table else None
+    rules = _parse_rules(where, table["rules"], base) if "rules" in table else None
+    if budget is not None:
+        _check_always(where, budget, rules)
     return Route(
         name=where.route,
         flow_definition_arn=arn,
-        rules=_parse_rules(where, table["rules"], base) if "rules" in table else None,
+        rules=rules,
         content_classifiers=tuple(classifiers),
         mode=RouteMode(mode),
         agreement=_parse_agreement(where, table["agreement"]) if "agreement" in table else None,
-        budget=_parse_budget(where, table["budget"]) if "budget" in table else None,
+        budget=budget,
     )
 
 
