@@ -36,13 +36,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from a2i_worker.errors import ConfigError, PermanentError, TransientError
 from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger.base import TransitionLedger
 from a2i_worker.ledger.protocol import (
     Claim,
     ClaimOutcome,
     LedgerRecord,
-    LoopUpdate,
     Phase,
-    StartPayload,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +64,6 @@ log = structlog.get_logger(__name__)
 MAX_ITEM_BYTES = 400 * 1024
 #: Partitions of the sparse ``due`` and ``done`` indexes (spreads hot index writes).
 DEFAULT_SHARDS = 4
-_MAX_RETRIES = 50
 _BATCH_GET = 100
 
 #: CreateTable arguments, minus TableName: the schema every deployment must match.
@@ -197,7 +195,7 @@ async def create_table(
                 raise
 
 
-class DynamoDbLedger:
+class DynamoDbLedger(TransitionLedger):
     """The :class:`~a2i_worker.ledger.protocol.Ledger` on one DynamoDB table.
 
     ``client`` is an open aioboto3 DynamoDB client; its lifetime belongs to the caller.
@@ -342,21 +340,6 @@ class DynamoDbLedger:
                 return False
             raise
         return True
-
-    async def _transition(
-        self, request_id: str, step: Callable[[LedgerRecord], LedgerRecord | None]
-    ) -> tuple[LedgerRecord | None, LedgerRecord | None]:
-        """Apply ``step`` atomically: ``(record read, record written or None)``."""
-        for _ in range(_MAX_RETRIES):
-            old = await self.get(request_id)
-            if old is None:
-                return None, None
-            new = step(old)
-            if new is None:
-                return old, None
-            if await self._write(old, new):
-                return old, new
-        raise TransientError(f"ledger: too much contention on one record ({_MAX_RETRIES} tries)")
 
     async def _op(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """One call with arguments built at run time (untyped view of the client)."""
@@ -549,101 +532,3 @@ class DynamoDbLedger:
         if existing is None:  # deleted by TTL in between: claim again from scratch
             return await self.claim(request_id, fingerprint, route=route, received_at=received_at)
         return Claim(transitions.claim_outcome(existing, fingerprint), existing)
-
-    async def mark_starting(
-        self,
-        request_id: str,
-        *,
-        expected: Sequence[Phase],
-        attempt: int,
-        loop_name: str,
-        decision: dict[str, Any] | None,
-        context: dict[str, Any] | None,
-        payload: StartPayload,
-        next_check_at: datetime,
-    ) -> bool:
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            return transitions.start(
-                r,
-                expected=expected,
-                attempt=attempt,
-                loop_name=loop_name,
-                decision=decision,
-                context=context,
-                payload=payload,
-                next_check_at=next_check_at,
-                now=self._clock(),
-            )
-
-        return (await self._transition(request_id, step))[1] is not None
-
-    async def mark_open(
-        self,
-        request_id: str,
-        *,
-        loop_name: str,
-        loop_arn: str,
-        loop_created_at: datetime | None,
-        next_check_at: datetime,
-    ) -> bool:
-        accepted = False
-
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            nonlocal accepted
-            accepted, new = transitions.open_loop(
-                r,
-                loop_name=loop_name,
-                loop_arn=loop_arn,
-                loop_created_at=loop_created_at,
-                next_check_at=next_check_at,
-                now=self._clock(),
-            )
-            return new
-
-        await self._transition(request_id, step)
-        return accepted
-
-    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
-        current = await self.get_by_loop(update.loop_name)
-        if current is None:
-            return None
-        return (
-            await self._transition(
-                current.request_id,
-                lambda r: transitions.apply_update(r, update, now=self._clock()),
-            )
-        )[1]
-
-    async def store_result(
-        self,
-        request_id: str,
-        *,
-        expected: Sequence[Phase],
-        result: dict[str, Any],
-        result_id: str,
-        decision: dict[str, Any] | None = None,
-    ) -> bool:
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            return transitions.store_result(
-                r,
-                expected=expected,
-                result=result,
-                result_id=result_id,
-                decision=decision,
-                now=self._clock(),
-            )
-
-        return (await self._transition(request_id, step))[1] is not None
-
-    async def mark_published(self, request_id: str, result_id: str) -> bool:
-        new = (
-            await self._transition(
-                request_id, lambda r: transitions.publish(r, result_id, now=self._clock())
-            )
-        )[1]
-        return new is not None
-
-    async def reschedule(self, request_id: str, next_check_at: datetime) -> None:
-        await self._transition(
-            request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())
-        )

@@ -28,13 +28,12 @@ import structlog
 
 from a2i_worker.errors import ConfigError, TransientError
 from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger.base import TransitionLedger
 from a2i_worker.ledger.protocol import (
     Claim,
     ClaimOutcome,
     LedgerRecord,
-    LoopUpdate,
     Phase,
-    StartPayload,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
@@ -44,7 +43,6 @@ log = structlog.get_logger(__name__)
 #: Version of the schema this code writes; ``open()`` migrates older files up to it.
 SCHEMA_VERSION = 1
 
-_MAX_RETRIES = 50
 
 _COLUMN_TYPES: dict[str, str] = {
     "request_id": "TEXT PRIMARY KEY NOT NULL",
@@ -91,7 +89,7 @@ def _newer_schema(path: Path, found: int) -> ConfigError:
     )
 
 
-class SqliteLedger:
+class SqliteLedger(TransitionLedger):
     """The :class:`~a2i_worker.ledger.protocol.Ledger` on one SQLite file."""
 
     def __init__(
@@ -221,21 +219,6 @@ class SqliteLedger:
         async with self._db.execute(sql, params) as cur:
             return cur.rowcount == 1
 
-    async def _transition(
-        self, request_id: str, step: Callable[[LedgerRecord], LedgerRecord | None]
-    ) -> tuple[LedgerRecord | None, LedgerRecord | None]:
-        """Apply ``step`` atomically: ``(record read, record written or None)``."""
-        for _ in range(_MAX_RETRIES):
-            old = await self.get(request_id)
-            if old is None:
-                return None, None
-            new = step(old)
-            if new is None:
-                return old, None
-            if await self._write(old, new):
-                return old, new
-        raise TransientError(f"ledger: too much contention on one record ({_MAX_RETRIES} tries)")
-
     # -- reads ----------------------------------------------------------------------
 
     async def get(self, request_id: str) -> LedgerRecord | None:
@@ -310,101 +293,3 @@ class SqliteLedger:
         if existing is None:  # pragma: no cover - records are never deleted
             raise TransientError("ledger: claimed record vanished")
         return Claim(transitions.claim_outcome(existing, fingerprint), existing)
-
-    async def mark_starting(
-        self,
-        request_id: str,
-        *,
-        expected: Sequence[Phase],
-        attempt: int,
-        loop_name: str,
-        decision: dict[str, Any] | None,
-        context: dict[str, Any] | None,
-        payload: StartPayload,
-        next_check_at: datetime,
-    ) -> bool:
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            return transitions.start(
-                r,
-                expected=expected,
-                attempt=attempt,
-                loop_name=loop_name,
-                decision=decision,
-                context=context,
-                payload=payload,
-                next_check_at=next_check_at,
-                now=self._clock(),
-            )
-
-        return (await self._transition(request_id, step))[1] is not None
-
-    async def mark_open(
-        self,
-        request_id: str,
-        *,
-        loop_name: str,
-        loop_arn: str,
-        loop_created_at: datetime | None,
-        next_check_at: datetime,
-    ) -> bool:
-        accepted = False
-
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            nonlocal accepted
-            accepted, new = transitions.open_loop(
-                r,
-                loop_name=loop_name,
-                loop_arn=loop_arn,
-                loop_created_at=loop_created_at,
-                next_check_at=next_check_at,
-                now=self._clock(),
-            )
-            return new
-
-        await self._transition(request_id, step)
-        return accepted
-
-    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
-        current = await self.get_by_loop(update.loop_name)
-        if current is None:
-            return None
-        return (
-            await self._transition(
-                current.request_id,
-                lambda r: transitions.apply_update(r, update, now=self._clock()),
-            )
-        )[1]
-
-    async def store_result(
-        self,
-        request_id: str,
-        *,
-        expected: Sequence[Phase],
-        result: dict[str, Any],
-        result_id: str,
-        decision: dict[str, Any] | None = None,
-    ) -> bool:
-        def step(r: LedgerRecord) -> LedgerRecord | None:
-            return transitions.store_result(
-                r,
-                expected=expected,
-                result=result,
-                result_id=result_id,
-                decision=decision,
-                now=self._clock(),
-            )
-
-        return (await self._transition(request_id, step))[1] is not None
-
-    async def mark_published(self, request_id: str, result_id: str) -> bool:
-        new = (
-            await self._transition(
-                request_id, lambda r: transitions.publish(r, result_id, now=self._clock())
-            )
-        )[1]
-        return new is not None
-
-    async def reschedule(self, request_id: str, next_check_at: datetime) -> None:
-        await self._transition(
-            request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())
-        )
