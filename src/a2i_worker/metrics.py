@@ -6,6 +6,8 @@ status, event kind): never request ids, inputs or answers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -63,6 +65,13 @@ class Metrics:
         self.ledger_phase = Gauge(
             "a2i_worker_ledger_records", "Ledger records by phase", ["phase"], registry=r
         )
+        self.open_loops = Gauge(
+            "a2i_worker_open_loops",
+            "Loops not yet finished, by status: starting (name fixed, start not confirmed) "
+            "or open (the loop exists in A2I); from the ledger's last count",
+            ["status"],
+            registry=r,
+        )
         self.events = Counter(
             "a2i_worker_events", "Events from the events queue by kind", ["kind"], registry=r
         )
@@ -95,6 +104,13 @@ class Metrics:
             self.quota_rejections.inc()
         if op in ("DescribeHumanLoop", "ListHumanLoops") and result == "ok":
             self.sweep_calls.labels(op=op).inc()
+
+    def set_ledger_counts(self, counts: Mapping[str, int]) -> None:
+        """Publish a ledger count by phase: records by phase and open loops by status."""
+        for phase, n in counts.items():
+            self.ledger_phase.labels(phase=phase).set(n)
+        for status in ("starting", "open"):
+            self.open_loops.labels(status=status).set(counts.get(status, 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

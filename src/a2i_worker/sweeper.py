@@ -121,8 +121,7 @@ class Sweeper:
             if self._on_in_flight is not None:
                 self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
             if self._metrics:
-                for phase, n in counts.items():
-                    self._metrics.ledger_phase.labels(phase=phase.value).set(n)
+                self._metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
         due = await self._ledger.due_for_check(now, self._cfg.batch)
         report.due = len(due)
         self.sweeps += 1

@@ -11,6 +11,7 @@ closed. Every background task is started by name in one task group.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -132,7 +133,8 @@ class Worker:
             wait_seconds=s.receive_wait_seconds,
             visibility_timeout=s.visibility_timeout_seconds,
             heartbeat_interval=s.heartbeat_interval_seconds,
-            on_receive_error=lambda code: self._dependency_error("sqs"),
+            on_receive_error=self._receive_failed,
+            on_receive_ok=self._receive_ok,
         )
         self.events_consumer = QueueConsumer(
             name="events",
@@ -145,7 +147,8 @@ class Worker:
             wait_seconds=s.receive_wait_seconds,
             visibility_timeout=s.visibility_timeout_seconds,
             heartbeat_interval=s.heartbeat_interval_seconds,
-            on_receive_error=lambda code: self._dependency_error("sqs"),
+            on_receive_error=self._receive_failed,
+            on_receive_ok=self._receive_ok,
         )
         self.health = HealthServer(
             host=s.health_host,
@@ -161,6 +164,15 @@ class Worker:
 
     def _dependency_error(self, name: str) -> None:
         self.metrics.dependency_errors.labels(dependency=name).inc()
+
+    def _receive_failed(self, code: str) -> None:
+        # Not ready at once (not only at the next periodic check): a failing receive is
+        # the clearest sign that SQS is unreachable. A successful receive clears it.
+        self._dependency_error("sqs")
+        self.readiness.failures["sqs"] = code or "unreachable"
+
+    def _receive_ok(self) -> None:
+        self.readiness.failures.pop("sqs", None)
 
     async def _check_sqs(self) -> None:
         await self.aws.sqs.get_queue_attributes(
@@ -204,6 +216,7 @@ class Worker:
             from a2i_worker.ledger.protocol import Phase
 
             self.gate.set_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
+            self.metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
             await self.health.start()
             try:
                 await self._run_roles(stop, hooks)
@@ -293,4 +306,8 @@ async def run_worker(
     )
     async with AwsClients(aws_settings, environ=environ) as aws:
         worker = Worker(settings, routes, aws)
+        # Everything built so far (modules, botocore models, clients) lives as long as the
+        # process: freeze it out of the cyclic GC. Measured: the collection at interpreter
+        # exit took over a second after SIGTERM (beyond the grace period) without this.
+        gc.freeze()
         await worker.run(stop, hooks)
