@@ -1,0 +1,123 @@
+"""Many replicas: three ``a2i-worker run`` processes, one requests queue, one DynamoDB
+ledger, one A2I quota.
+
+Judged by the emulator's counters and the results queue: every request gets exactly
+one loop (if activated) and exactly one result, whichever replica received it, even
+though SQS hands messages to all three and the quota is shared. The aggregate
+goodput is printed (no timing assertion: the machine is shared).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import ResultsReader, write_routes
+
+from a2i_emulator.control import EmulatorControl
+from a2i_worker.aws import AwsClients
+from a2i_worker.enqueue import send_batches
+from a2i_worker.ledger.dynamodb import create_table
+from a2i_worker.local.endpoints import StackEndpoints
+from a2i_worker.local.processes import WorkerProcess
+
+REPLICAS = 3
+ACTIVATED = 120
+NOT_ACTIVATED = 60
+
+
+def _body(i: int, confidence: float) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "request_id": f"rep-{i:05d}",
+            "route": "main",
+            "input": {"doc": f"s3://docs/{i}.pdf", "confidence": confidence, "label": "cat"},
+        }
+    )
+
+
+async def test_three_replicas_share_queue_ledger_and_quota(
+    env: StackEndpoints, emulator: EmulatorControl, aws: AwsClients, tmp_path: Path
+) -> None:
+    table = f"{env.flow_definition_name}-ledger"
+    await create_table(aws.dynamodb, table)
+    await emulator.put_reviewers(
+        {
+            "mode": "auto",
+            "delay": {"distribution": "uniform", "low": 0.2, "high": 1.0},
+            "outcomes": {"Completed": 1.0},
+            "answers": {"template": {"label": "cat"}},
+        }
+    )
+    # One account-wide quota for all replicas: a rate cap and a cap on open loops.
+    await emulator.put_quotas(
+        {"max_in_progress": 40, "rates": {"StartHumanLoop": {"rate": 60.0, "burst": 10}}}
+    )
+    routes = write_routes(tmp_path, env.flow_definition_arn)
+    penv: dict[str, Any] = {
+        **env.env(),
+        "A2I_WORKER_ROUTES_FILE": str(routes),
+        "A2I_WORKER_LEDGER_URL": f"dynamodb://{table}",
+        "A2I_WORKER_RECEIVE_WAIT_SECONDS": "1",
+        "A2I_WORKER_VISIBILITY_TIMEOUT_SECONDS": "30",
+        "A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS": "5",
+        "A2I_WORKER_SWEEP_INTERVAL_SECONDS": "2",
+        "A2I_WORKER_OVERDUE_AFTER_SECONDS": "20",
+        "A2I_WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+        "A2I_WORKER_START_RATE_INITIAL": "20",
+    }
+    workers = [
+        WorkerProcess(penv, log_path=tmp_path / f"worker-{n}.log", name=f"replica-{n}")
+        for n in range(REPLICAS)
+    ]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            await w.wait_ready(60)
+        bodies = [_body(i, 0.2) for i in range(ACTIVATED)]
+        bodies += [_body(ACTIVATED + i, 0.95) for i in range(NOT_ACTIVATED)]
+        total = len(bodies)
+        began = time.monotonic()
+        report = await send_batches(aws.sqs, env.requests_queue_url, bodies)
+        assert report["failed"] == 0, report
+        results = ResultsReader(aws, env.results_queue_url)
+        await results.wait_for(total, within=45)
+        elapsed = time.monotonic() - began
+        per_replica = [await w.metrics_text() for w in workers]
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            assert await w.wait_exit(20) == 0
+    finally:
+        for w in workers:
+            w.close()
+
+    by_request = results.by_request
+    assert len(by_request) == total
+    assert all(len(v) == 1 for v in by_request.values()), "one result per request"
+    assert results.outcomes == {"completed": ACTIVATED, "not_activated": NOT_ACTIVATED}
+    counters = await emulator.counters()
+    assert counters["loops_total"] == ACTIVATED
+    assert counters["max_starts_per_name"] == 1
+    assert counters["names_started_more_than_once"] == []
+    # Every replica took a share of the work (SQS spreads receives across consumers).
+    started = [_loops_started(text) for text in per_replica]
+    assert sum(started) == ACTIVATED
+    start = counters["operations"]["StartHumanLoop"]
+    print(
+        f"\n{REPLICAS} replicas, DynamoDB ledger: {total} requests ({ACTIVATED} loops) "
+        f"in {elapsed:.1f}s = {total / elapsed:.1f} results/s, "
+        f"{ACTIVATED / elapsed:.1f} loops/s; loops per replica {started}; "
+        f"emulator throttled {start['throttled']}, quota-rejected {start['quota_rejected']}"
+    )
+
+
+def _loops_started(metrics_text: str) -> int:
+    for line in metrics_text.splitlines():
+        if line.startswith("a2i_worker_loops_started_total "):
+            return int(float(line.split()[1]))
+    return 0
