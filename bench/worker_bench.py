@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,7 @@ async def run_worker_phase(
     within: float = 600.0,
     settings: dict[str, Any] | None = None,
     max_describes_per_loop: float | None = None,
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
     """Backlog of ``workload`` → one worker process → every result. Returns the figures."""
     async with EmulatorControl(a2i_url) as control:
@@ -80,10 +82,14 @@ async def run_worker_phase(
             environ = worker_environ(env, workdir, workload, **(settings or {}))
             worker = await start_worker(environ, workdir / "worker.log")
             try:
+                spy = _start_profiler(worker.pid, profile_to) if profile_to else None
                 s0 = worker.stats()
                 t0 = time.monotonic()
                 collector = ResultsCollector(aws, env.results_queue_url, workload.n)
                 await collector.run(within)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
                 t1 = time.monotonic()
                 s1 = worker.stats()
                 metrics = await worker.metrics_text()
@@ -125,6 +131,16 @@ async def run_worker_phase(
         "results_receive_to_created_p50_ms": round(1000 * percentile(r2c, 0.5), 1),
         "results_receive_to_created_p99_ms": round(1000 * percentile(r2c, 0.99), 1),
     }
+
+
+def _start_profiler(pid: int, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy (installed separately) sampling ``pid`` into collapsed stacks at ``path``."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(spy), "record", "-p", str(pid), "-f", "raw", "-r", "200", "-o", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def run_baseline_phase(
@@ -188,7 +204,9 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
         benv = await stack.provision("bl")
         base = await run_baseline_phase(stack.a2i_url, benv, Workload(args.n, tag="bl"))
     wenv = await stack.provision("wb")
-    work = await run_worker_phase(stack.a2i_url, wenv, Workload(args.n, tag="wb"), workdir)
+    work = await run_worker_phase(
+        stack.a2i_url, wenv, Workload(args.n, tag="wb"), workdir, profile_to=args.profile
+    )
     ratio = (
         round(work["worker_cpu_ms_per_request"] / base["cpu_ms_per_request"], 2) if base else None
     )
@@ -240,6 +258,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--output", default="worker_bench")
+    parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the worker")
     args = parser.parse_args()
     with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
