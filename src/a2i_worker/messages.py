@@ -334,6 +334,13 @@ class ReviewResult(BaseModel):
     agreement: dict[str, Any] | None = None
     failure_code: str | None = None
     reason: str | None = None
+    #: For ``rejected``: the stable reason code (see docs/messages.md).
+    rejection_code: str | None = None
+    #: For ``completed``: where A2I wrote output.json (the full human answers).
+    output_uri: str | None = None
+    #: True when the result was too large for SQS and ``prediction``/``human_answers``
+    #: were left out; ``output_uri`` still points at the answers.
+    truncated: bool = False
     timings: Timings = Field(default_factory=Timings)
     metadata: dict[str, Any] = Field(default_factory=dict)
     shadow: bool = False

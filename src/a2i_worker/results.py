@@ -26,9 +26,33 @@ if TYPE_CHECKING:
     from a2i_worker.metrics import Metrics
     from a2i_worker.routes import Agreement
 
-__all__ = ["Publisher", "agreement", "make_result"]
+__all__ = ["SQS_MAX_BYTES", "Publisher", "agreement", "make_result", "sqs_body"]
 
 log = structlog.get_logger(__name__)
+
+
+#: SQS's limit on one message, and on one SendMessageBatch call (bodies + attributes).
+SQS_MAX_BYTES = 262_144
+_ATTR_OVERHEAD = 200  # our two message attributes, generously
+
+
+def sqs_body(result: dict[str, Any], *, include_prediction: bool = True) -> str:
+    """The message body for ``result``; if it would exceed SQS's limit, the same result
+    without ``prediction`` and ``human_answers`` (``truncated``: consumers read the
+    answers from ``output_uri``). ``include_prediction=False`` always leaves the
+    prediction out (A2I_WORKER_RESULTS_INCLUDE_PREDICTION)."""
+    if not include_prediction and result.get("prediction") is not None:
+        result = {**result, "prediction": None}
+    body = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    if len(body.encode()) + _ATTR_OVERHEAD <= SQS_MAX_BYTES:
+        return body
+    slim = {**result, "prediction": None, "human_answers": [], "truncated": True}
+    body = json.dumps(slim, separators=(",", ":"), ensure_ascii=False)
+    if len(body.encode()) + _ATTR_OVERHEAD <= SQS_MAX_BYTES:
+        return body
+    slim["metadata"] = {}
+    slim["agreement"] = None
+    return json.dumps(slim, separators=(",", ":"), ensure_ascii=False)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -45,6 +69,8 @@ def make_result(
     human_answers: list[dict[str, Any]] | None = None,
     agreement_value: dict[str, Any] | None = None,
     result_key: str | None = None,
+    rejection_code: str | None = None,
+    include_prediction: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     """The JSON of a ReviewResult for ``record``; returns (result_id, result)."""
     ctx = record.context or {}
@@ -74,10 +100,12 @@ def make_result(
                 "reasons": decision.get("fired", []),
             },
             "human_answers": human_answers or [],
-            "prediction": ctx.get("prediction"),
+            "prediction": ctx.get("prediction") if include_prediction else None,
             "agreement": agreement_value,
             "failure_code": record.failure_code if outcome is not Outcome.REJECTED else None,
             "reason": reason,
+            "rejection_code": rejection_code,
+            "output_uri": record.output_uri if outcome is Outcome.COMPLETED else None,
             "timings": {
                 "received_at": _iso(record.received_at),
                 "decided_at": ctx.get("decided_at"),
@@ -144,7 +172,9 @@ class Publisher:
         metrics: Metrics | None = None,
         poll_interval: float = 5.0,
         linger_seconds: float = 0.02,
+        include_prediction: bool = True,
     ) -> None:
+        self._include_prediction = include_prediction
         self._ledger = ledger
         self._sqs = sqs
         self._url = results_queue_url
@@ -197,11 +227,28 @@ class Publisher:
             await self.flush()
 
     async def _send(self, records: list[LedgerRecord]) -> None:
-        entries: list[Any] = []
+        """Send up to ten results, in as many SendMessageBatch calls as SQS's 256 KiB
+        batch limit needs."""
+        batch: list[tuple[int, LedgerRecord, str]] = []
+        size = 0
         for i, rec in enumerate(records):
             if rec.result is None or rec.result_id is None:
                 continue
-            body = json.dumps(rec.result, separators=(",", ":"), ensure_ascii=False)
+            body = sqs_body(rec.result, include_prediction=self._include_prediction)
+            if batch and size + len(body.encode()) + _ATTR_OVERHEAD > SQS_MAX_BYTES:
+                await self._send_batch(batch)
+                batch, size = [], 0
+            batch.append((i, rec, body))
+            size += len(body.encode()) + _ATTR_OVERHEAD
+        if batch:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: list[tuple[int, LedgerRecord, str]]) -> None:
+        records = {i: rec for i, rec, _ in batch}
+        entries: list[Any] = []
+        for i, rec, body in batch:
+            assert rec.result is not None
+            assert rec.result_id is not None
             entries.append(
                 {
                     "Id": str(i),
@@ -215,8 +262,6 @@ class Publisher:
                     },
                 }
             )
-        if not entries:
-            return
         try:
             resp = await self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
         except Exception as exc:
@@ -224,7 +269,7 @@ class Publisher:
             log.warning("publishing results failed; will retry", error=classify(exc).code)
             if self._metrics:
                 self._metrics.dependency_errors.labels(dependency="sqs").inc()
-            self._requeue(records)
+            self._requeue(list(records.values()))
             return
         failed = {f["Id"] for f in resp.get("Failed", [])}
         retry: list[LedgerRecord] = []

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from a2i_worker.a2i import A2IGateway, LoopInfo
+from a2i_worker.budget import BudgetAction, budget_action, defer_seconds, windows
+from a2i_worker.budget_store import BudgetStore, budget_store_for
 from a2i_worker.classify import ErrorKind, classify
 from a2i_worker.errors import PermanentError, TransientError
 from a2i_worker.intake import SqsMessage, Verdict
@@ -40,6 +42,7 @@ from a2i_worker.messages import (
 )
 from a2i_worker.naming import loop_name
 from a2i_worker.results import make_result
+from a2i_worker.review_metrics import review_metrics
 from a2i_worker.rules import evaluate
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 
     from a2i_worker.metrics import Metrics
     from a2i_worker.results import Publisher
-    from a2i_worker.routes import Routes
+    from a2i_worker.routes import Route, Routes
 
 __all__ = ["INPUT_CONTENT_LIMIT", "RequestProcessor", "SubmitConfig"]
 
@@ -85,6 +88,7 @@ class RequestProcessor:
         config: SubmitConfig,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = _now,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self._ledger = ledger
         self._routes = routes
@@ -95,6 +99,7 @@ class RequestProcessor:
         self._cfg = config
         self._metrics = metrics
         self._clock = clock
+        self._budget_store = budget_store
 
     # -- entry point ----------------------------------------------------------------
 
@@ -190,6 +195,10 @@ class RequestProcessor:
         if not activated or route.shadow:
             rec = _replace(record, decision=decision_json, context=context)
             return await self._finish_without_loop(rec, decision_json, bound)
+        if route.budget is not None and route.name is not None:
+            spent = await self._take_budget(msg, req, route, record, decision_json, context, bound)
+            if spent is not None:
+                return spent
 
         payload = StartPayload(
             flow_definition_arn=route.flow_definition_arn,
@@ -217,6 +226,68 @@ class RequestProcessor:
         bound = bound.bind(loop_name=name)
         return await self._start_and_record(req.request_id, name, payload, bound, received_at)
 
+    async def _take_budget(
+        self,
+        msg: SqsMessage,
+        req: ReviewRequest,
+        route: Route,
+        record: LedgerRecord,
+        decision_json: dict[str, Any],
+        context: dict[str, Any],
+        bound: Any,
+    ) -> str | None:
+        """Take one loop from the route's budget; ``None`` = go on and start the loop,
+        otherwise the verdict for a spent budget (see :mod:`a2i_worker.budget`)."""
+        budget, name = route.budget, route.name
+        assert budget is not None
+        assert name is not None
+        if self._budget_store is None:
+            self._budget_store = budget_store_for(self._ledger)
+        now = self._clock()
+        wins = windows(name, budget, now)
+        try:
+            full = await self._budget_store.take(wins)
+            fired = [str(f.get("path", "")) for f in decision_json.get("fired", [])]
+            action = budget_action(budget, spent=full is not None, fired_paths=fired)
+            if action is BudgetAction.START and full is not None:
+                await self._budget_store.take(wins, force=True)  # an 'always' condition fired
+            used = await self._budget_store.usage([w.key for w in wins])
+        except TransientError:
+            raise
+        except Exception as exc:
+            raise TransientError(f"budget counters: {classify(exc).code}") from exc
+        if self._metrics:
+            rm = review_metrics(self._metrics)
+            for w in wins:
+                rm.budget_used.labels(route=name, window=w.kind).set(used[w.key])
+                rm.budget_limit.labels(route=name, window=w.kind).set(w.limit)
+            if full is not None:
+                rm.budget_spent.labels(route=name, action=action.value).inc()
+        if full is None or action is BudgetAction.START:
+            return None
+        what = f"the route's per-{full.kind} review budget ({full.limit} loops) is spent"
+        if action is BudgetAction.DEFER:
+            seconds = defer_seconds(full, now)
+            msg.done = True  # no more heartbeats: the deferral below is the last word
+            try:
+                await self._sqs.change_message_visibility(
+                    QueueUrl=msg.queue_url,
+                    ReceiptHandle=msg.receipt_handle,
+                    VisibilityTimeout=seconds,
+                )
+            except Exception as exc:  # it comes back after the normal visibility timeout
+                bound.warning("could not defer the message", error=classify(exc).code)
+            bound.info("budget spent; request deferred", seconds=seconds, window=full.kind)
+            return Verdict.KEEP
+        if action is BudgetAction.REJECT:
+            err = PermanentError("budget_exhausted", f"{what}; the request was not reviewed")
+            return await self._reject_claimed(msg, record, req, err, bound)
+        decided = {**decision_json, "activated": False}
+        rec = _replace(record, decision=decided, context=context)
+        return await self._finish_without_loop(
+            rec, decided, bound, reason=f"budget: {what}; only 'always' conditions start loops"
+        )
+
     async def _start_and_record(
         self,
         request_id: str,
@@ -232,7 +303,11 @@ class RequestProcessor:
             if record is None:
                 raise TransientError("ledger record vanished") from exc
             res_id, result = make_result(
-                record, Outcome.REJECTED, now=self._clock(), reason=exc.reason
+                record,
+                Outcome.REJECTED,
+                now=self._clock(),
+                reason=exc.reason,
+                rejection_code=exc.code,
             )
             stored = await self._ledger.store_result(
                 request_id, expected=[Phase.STARTING], result=result, result_id=res_id
@@ -295,9 +370,16 @@ class RequestProcessor:
         )
 
     async def _finish_without_loop(
-        self, record: LedgerRecord, decision_json: dict[str, Any], bound: Any
+        self,
+        record: LedgerRecord,
+        decision_json: dict[str, Any],
+        bound: Any,
+        *,
+        reason: str | None = None,
     ) -> str:
-        res_id, result = make_result(record, Outcome.NOT_ACTIVATED, now=self._clock())
+        res_id, result = make_result(
+            record, Outcome.NOT_ACTIVATED, now=self._clock(), reason=reason
+        )
         ok = await self._ledger.store_result(
             record.request_id,
             expected=[Phase.RECEIVED],
@@ -487,8 +569,8 @@ class RequestProcessor:
             request_id=request_id,
             reason=exc.reason,
             result_key=key,
+            rejection_code=exc.code,
         )
-        result["rejection_code"] = exc.code
         if await self._ledger.store_result(
             key, expected=[Phase.RECEIVED], result=result, result_id=res_id
         ):
@@ -515,8 +597,9 @@ class RequestProcessor:
                 "rejection_code": exc.code,
             },
         )
-        res_id, result = make_result(rec, Outcome.REJECTED, now=self._clock(), reason=exc.reason)
-        result["rejection_code"] = exc.code
+        res_id, result = make_result(
+            rec, Outcome.REJECTED, now=self._clock(), reason=exc.reason, rejection_code=exc.code
+        )
         if await self._ledger.store_result(
             req.request_id, expected=[Phase.RECEIVED], result=result, result_id=res_id
         ):

@@ -68,7 +68,13 @@ class Worker:
         )
         self.gate = QuotaGate()
         self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=self.metrics)
-        self.publisher = Publisher(self.ledger, aws.sqs, queues.results, metrics=self.metrics)
+        self.publisher = Publisher(
+            self.ledger,
+            aws.sqs,
+            queues.results,
+            metrics=self.metrics,
+            include_prediction=s.results_include_prediction,
+        )
         overdue = timedelta(seconds=s.overdue_after_seconds)
         starting_grace = timedelta(seconds=max(2 * s.visibility_timeout_seconds, 60))
         self.processor = RequestProcessor(
