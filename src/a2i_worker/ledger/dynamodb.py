@@ -499,7 +499,8 @@ class DynamoDbLedger(TransitionLedger):
             "scan", ProjectionExpression="#p", ExpressionAttributeNames={"#p": "phase"}
         )
         for item in items:
-            counts[Phase(item["phase"]["S"])] += 1
+            if "phase" in item:  # review-budget counters share the table and have none
+                counts[Phase(item["phase"]["S"])] += 1
         return counts
 
     # -- transitions ----------------------------------------------------------------
