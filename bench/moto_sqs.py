@@ -5,7 +5,7 @@ process (aioboto3, the client) is measured apart from the server. Everything bin
 127.0.0.1 and every phase is bounded in count. Prints a table; writes
 ``bench/results/moto_sqs.json``.
 
-    .venv/bin/python bench/moto_sqs.py            # full run (~2-3 min on 2 cores)
+    .venv/bin/python bench/moto_sqs.py            # full run (~3 min on 2 idle cores)
     .venv/bin/python bench/moto_sqs.py --quick    # smaller counts, smoke test
 """
 
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import platform
 import statistics
 import time
@@ -34,6 +36,38 @@ SESSION = aioboto3.Session(
 CONFIG = AioConfig(max_pool_connections=64, retries={"total_max_attempts": 1})
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc; 10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    call: Callable[[], Awaitable[Any]], total: int, parallel: int, server_pid: int
+) -> dict[str, float]:
+    """Wall rate, and client/server CPU per call, of ``total`` calls by ``parallel`` callers.
+
+    CPU per call is the robust number on a shared machine: wall rates move with the load.
+    """
+    per_worker = total // parallel
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await call()
+
+    server_cpu = _cpu_seconds(server_pid)
+    client_cpu = time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+    wall = time.perf_counter() - start
+    n = per_worker * parallel
+    return {
+        "calls_per_s": n / wall,
+        "client_cpu_ms_per_call": (time.process_time() - client_cpu) / n * 1000,
+        "server_cpu_ms_per_call": (_cpu_seconds(server_pid) - server_cpu) / n * 1000,
+    }
+
+
 async def _rate(call: Callable[[], Awaitable[Any]], total: int, parallel: int) -> float:
     """Calls per second for ``total`` calls made by ``parallel`` concurrent callers."""
     per_worker = total // parallel
@@ -47,11 +81,14 @@ async def _rate(call: Callable[[], Awaitable[Any]], total: int, parallel: int) -
     return per_worker * parallel / (time.perf_counter() - start)
 
 
-async def connection_modes(calls: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for mode, extra in (("connection-close", ("--connection-close",)), ("keep-alive", ())):
+async def connection_modes(calls: int, rounds: int) -> list[dict[str, Any]]:
+    """Both server modes, interleaved ``rounds`` times; the median of each measure."""
+    samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    modes = (("connection-close", ("--connection-close",)), ("keep-alive", ()))
+    for _, (mode, extra) in itertools.product(range(rounds), modes):
         server = MotoSubprocess(extra_args=extra)
         url = server.start()
+        assert server.pid is not None
         try:
             async with SESSION.client("sqs", endpoint_url=url, config=CONFIG) as sqs:
                 queue = (await sqs.create_queue(QueueName="bench-conn"))["QueueUrl"]
@@ -67,13 +104,20 @@ async def connection_modes(calls: int) -> list[dict[str, Any]]:
                 await _rate(send, 20, 1)  # warm up the connection pool and moto
                 for op, call in (("SendMessage", send), ("ReceiveMessage", receive)):
                     for parallel in (1, 50):
-                        rate = await _rate(call, calls, parallel)
-                        rows.append(
-                            {"mode": mode, "op": op, "parallel": parallel, "calls_per_s": rate}
-                        )
+                        sample = await _measure(call, calls, parallel, server.pid)
+                        samples.setdefault((mode, op, parallel), []).append(sample)
         finally:
             server.stop()
-    return rows
+    return [
+        {
+            "mode": mode,
+            "op": op,
+            "parallel": parallel,
+            "rounds": len(runs),
+            **{k: statistics.median(r[k] for r in runs) for k in runs[0]},
+        }
+        for (mode, op, parallel), runs in samples.items()
+    ]
 
 
 async def backlog(patches: str, depth: int, cycles: int) -> dict[str, Any]:
@@ -145,9 +189,15 @@ def _short(patches: str) -> str:
 
 def _print(results: dict[str, Any]) -> None:
     print(f"moto {results['moto']} in a subprocess; client: aioboto3, one process")
-    print(f"\n{'server':<18}{'op':<16}{'parallel':>9}{'calls/s':>10}")
+    print(
+        f"\n{'server':<18}{'op':<16}{'parallel':>9}{'calls/s':>10}"
+        f"{'client ms CPU':>15}{'server ms CPU':>15}   (medians)"
+    )
     for r in results["connection"]:
-        print(f"{r['mode']:<18}{r['op']:<16}{r['parallel']:>9}{r['calls_per_s']:>10.0f}")
+        print(
+            f"{r['mode']:<18}{r['op']:<16}{r['parallel']:>9}{r['calls_per_s']:>10.0f}"
+            f"{r['client_cpu_ms_per_call']:>15.2f}{r['server_cpu_ms_per_call']:>15.2f}"
+        )
     print(
         f"\n{'patches':<24}{'depth':>7}{'fill batch/s':>13}{'send10 ms':>10}"
         f"{'recv10 ms':>10}{'vis10 ms':>9}{'del10 ms':>9}"
@@ -169,14 +219,14 @@ async def main(quick: bool) -> None:
         plan += [
             ("sqs-retention-check,sqs-send-message,sqs-delete-message", 10_000),
             ("all", 50_000),
-            ("none", 3000),
         ]
     results: dict[str, Any] = {
         "moto": moto.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "quick": quick,
-        "connection": await connection_modes(calls),
+        "load_average_at_start": os.getloadavg(),
+        "connection": await connection_modes(calls, 1 if quick else 3),
         "backlog": [await backlog(p, d, cycles) for p, d in plan],
     }
     _print(results)
