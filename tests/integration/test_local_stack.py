@@ -17,7 +17,13 @@ from types_aiobotocore_events.type_defs import PutEventsRequestEntryTypeDef
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
-from a2i_worker.local import LocalStack, MotoServer, MotoSubprocess, StackEndpoints
+from a2i_worker.local import (
+    LocalStack,
+    MotoServer,
+    MotoSubprocess,
+    StackEndpoints,
+    run_stack_forever,
+)
 from a2i_worker.local.endpoints import A2I_DETAIL_TYPE, GT_DETAIL_TYPE
 from helpers import wait_until
 
@@ -288,4 +294,46 @@ async def test_stop_releases_ports_threads_and_open_connections(moto_in_subproce
             os.kill(child_pid, 0)  # exited and reaped
     assert _port_is_free(moto_port)
     assert _port_is_free(a2i_port)
+    await wait_until(lambda: _stack_threads() <= threads_before, 5.0)
+
+
+async def test_dynamodb_ledger_table_is_optional(stack: LocalStack, aws: AwsClients) -> None:
+    with_ledger = await stack.provision(f"dl-{uuid.uuid4().hex[:10]}", dynamodb_ledger=True)
+    assert with_ledger.ledger_table == f"{with_ledger.output_prefix}-ledger"
+    assert with_ledger.env()["A2I_WORKER_LEDGER_URL"] == f"dynamodb://{with_ledger.ledger_table}"
+    table = await aws.dynamodb.describe_table(TableName=with_ledger.ledger_table)
+    assert table["Table"]["TableStatus"] == "ACTIVE"
+
+    without = await stack.provision(f"nl-{uuid.uuid4().hex[:10]}")
+    assert without.ledger_table is None
+    assert "A2I_WORKER_LEDGER_URL" not in without.env()
+
+
+async def test_run_stack_forever_provisions_and_stops_on_request() -> None:
+    threads_before = _stack_threads()
+    stop = threading.Event()
+    ready: list[StackEndpoints] = []
+
+    def on_ready(local: LocalStack, endpoints: StackEndpoints) -> None:
+        ready.append(endpoints)
+
+    runner = threading.Thread(
+        target=run_stack_forever,
+        kwargs={"moto_port": 0, "a2i_port": 0, "prefix": "forever", "stop": stop,
+                "on_ready": on_ready},
+        name="forever-test",
+    )  # fmt: skip
+    runner.start()
+    try:
+        await wait_until(lambda: ready, 20.0, message="stack ready")
+        endpoints = ready[0]
+        session = aioboto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        async with session.client("sqs", endpoint_url=endpoints.moto_url) as sqs:
+            await sqs.send_message(QueueUrl=endpoints.requests_queue_url, MessageBody="x")
+    finally:
+        stop.set()
+    await wait_until(lambda: not runner.is_alive(), 15.0, message="run_stack_forever returned")
+    assert _port_is_free(int(endpoints.moto_url.rsplit(":", 1)[1]))
     await wait_until(lambda: _stack_threads() <= threads_before, 5.0)

@@ -129,9 +129,9 @@ async def test_messages_past_retention_are_not_delivered(sqs: Any) -> None:
 def test_receive_at_backlog_scans_the_queue_once_not_per_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Count queue scans (visibility checks) of a 10-message receive at a 3,000 backlog."""
+    """Count queue scans (visibility checks) of a 10-message receive at a 2,000 backlog."""
     apply_moto_patches()
-    depth = 3000
+    depth = 2000
     backend = SQSBackend(REGION, DEFAULT_ACCOUNT_ID)
     backend.create_queue("backlog")
     for i in range(depth):
@@ -231,3 +231,8 @@ def test_lazy_receive_keeps_redrive_delay_and_in_flight_semantics() -> None:
     assert got == []  # "second" was received once: maxReceiveCount reached -> DLQ
     assert [m.body for m in backend.queues[f"{name}-dlq"]._messages] == ["second"]
     assert [m.body for m in backend.queues[name]._messages] == ["delayed", "first"]
+
+
+def test_unknown_patch_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="sqs-no-such-patch"):
+        apply_moto_patches(["sqs-no-such-patch"])

@@ -76,6 +76,8 @@ class StackEndpoints:
     rule_name: str
     gt_rule_name: str | None = None
     """Optional second rule (Ground Truth job events) targeting the same events queue."""
+    ledger_table: str | None = None
+    """DynamoDB ledger table, when provisioned; ``env()`` then selects it as the ledger."""
 
     @property
     def output_s3_uri(self) -> str:
@@ -88,7 +90,7 @@ class StackEndpoints:
         ``AWS_ENDPOINT_URL`` also points at moto, so a service not listed here can
         never reach real AWS by accident.
         """
-        return {
+        env = {
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -106,3 +108,6 @@ class StackEndpoints:
             "A2I_WORKER_EVENTS_DLQ_URL": self.events_dlq_url,
             "A2I_WORKER_RESULTS_QUEUE_URL": self.results_queue_url,
         }
+        if self.ledger_table:
+            env["A2I_WORKER_LEDGER_URL"] = f"dynamodb://{self.ledger_table}"
+        return env

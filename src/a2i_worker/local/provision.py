@@ -14,7 +14,7 @@ import aioboto3
 import structlog
 
 from a2i_emulator.control import EmulatorControl
-from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.aws import AwsClients, AwsClientSettings, ServiceName
 from a2i_worker.local.endpoints import (
     StackEndpoints,
     a2i_event_pattern,
@@ -92,19 +92,23 @@ async def provision_environment(
     max_receive_count: int = 5,
     visibility_timeout: int = 30,
     ground_truth_rule: bool = False,
+    dynamodb_ledger: bool = False,
 ) -> StackEndpoints:
     """Create the queues, DLQs, bucket, flow definition and rule(s) of one environment.
 
     ``ground_truth_rule`` adds a second rule delivering Ground Truth labeling-job events
     whose job ARN starts with ``labeling-job/<prefix>`` to the same events queue.
+    ``dynamodb_ledger`` creates the ledger table ``<prefix>-ledger`` (and ``env()`` then
+    sets ``A2I_WORKER_LEDGER_URL=dynamodb://<prefix>-ledger``).
     """
     validate_prefix(prefix)
     settings = AwsClientSettings(
-        region=region, endpoint_urls={s: moto_url for s in ("sqs", "s3", "events")}
+        region=region, endpoint_urls={s: moto_url for s in ("sqs", "s3", "events", "dynamodb")}
     )
-    async with AwsClients(
-        settings, session=_session(region), services=("sqs", "s3", "events"), environ={}
-    ) as aws:
+    services: tuple[ServiceName, ...] = ("sqs", "s3", "events")
+    if dynamodb_ledger:
+        services += ("dynamodb",)
+    async with AwsClients(settings, session=_session(region), services=services, environ={}) as aws:
         sqs = aws.sqs
         base = {"VisibilityTimeout": str(visibility_timeout)}
         requests_dlq_url, requests_dlq_arn = await _queue(sqs, f"{prefix}-requests-dlq", {})
@@ -150,6 +154,10 @@ async def provision_environment(
         await sqs.set_queue_attributes(
             QueueUrl=events_url, Attributes={"Policy": _events_queue_policy(events_arn, rule_arns)}
         )
+        ledger_table: str | None = None
+        if dynamodb_ledger:
+            ledger_table = f"{prefix}-ledger"
+            await provision_dynamodb_ledger(aws.dynamodb, ledger_table)
 
     log.info("local_environment_provisioned", prefix=prefix, flow_definition=flow_name)
     return StackEndpoints(
@@ -168,16 +176,12 @@ async def provision_environment(
         flow_definition_name=flow_name,
         rule_name=rules[0][0],
         gt_rule_name=gt_rule_name,
+        ledger_table=ledger_table,
     )
 
 
 async def provision_dynamodb_ledger(dynamodb: DynamoDBClient, table: str) -> None:
-    """Create the DynamoDB ledger table with the ledger module's own schema."""
-    try:
-        from a2i_worker.ledger import dynamodb as ledger_dynamodb  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise NotImplementedError(
-            "a2i_worker.ledger.dynamodb is not available yet: its create_table() defines "
-            "the ledger table schema"
-        ) from exc
-    await ledger_dynamodb.create_table(dynamodb, table)
+    """Create the DynamoDB ledger table (idempotent) with the ledger module's own schema."""
+    from a2i_worker.ledger.dynamodb import create_table
+
+    await create_table(dynamodb, table)

@@ -197,6 +197,7 @@ class LocalStack:
         max_receive_count: int = 5,
         visibility_timeout: int = 30,
         ground_truth_rule: bool = False,
+        dynamodb_ledger: bool = False,
     ) -> StackEndpoints:
         """Create one isolated environment (see :func:`provision_environment`)."""
         if self._moto is None or self._emulator is None:
@@ -210,6 +211,7 @@ class LocalStack:
             max_receive_count=max_receive_count,
             visibility_timeout=visibility_timeout,
             ground_truth_rule=ground_truth_rule,
+            dynamodb_ledger=dynamodb_ledger,
         )
 
 
