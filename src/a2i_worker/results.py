@@ -19,6 +19,7 @@ import structlog
 from a2i_worker.classify import classify
 from a2i_worker.ledger.protocol import Ledger, LedgerRecord
 from a2i_worker.messages import Outcome, ReviewResult, result_id
+from a2i_worker.review_metrics import review_metrics
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -287,6 +288,8 @@ class Publisher:
                 self._metrics.requests.labels(
                     outcome=str(rec.result["outcome"] if rec.result else "")
                 ).inc()
+                if rec.result:
+                    review_metrics(self._metrics).observe_result(rec.result)
         for i_str in failed:
             retry.append(records[int(i_str)])
         if retry:
