@@ -332,13 +332,22 @@ def loops_stop(request_id: str) -> None:
     typer.echo(result)
 
 
+def _quiet_settings() -> Any:
+    """Settings for the one-shot commands: logs only warnings, on stderr (stdout is output)."""
+    from a2i_worker.logs import configure_logging
+
+    settings = _load_settings()
+    configure_logging(settings.log_format, "WARNING")
+    return settings
+
+
 async def _ledger_get(request_id: str) -> dict[str, Any] | None:
     from dataclasses import asdict
 
     from a2i_worker.aws import AwsClients, AwsClientSettings
     from a2i_worker.ledger.factory import ledger_from_url
 
-    settings = _load_settings()
+    settings = _quiet_settings()
     async with AwsClients(AwsClientSettings(), services=("dynamodb",)) as aws:
         ledger = ledger_from_url(settings.ledger_url, dynamodb_client=aws.dynamodb)
         await ledger.open()
@@ -348,10 +357,20 @@ async def _ledger_get(request_id: str) -> dict[str, Any] | None:
             await ledger.close()
     if record is None:
         return None
-    data = asdict(record)
+    return _redacted(asdict(record))
+
+
+def _redacted(data: dict[str, Any]) -> dict[str, Any]:
+    """A ledger record without the input, the prediction or the human answers."""
     data.pop("payload", None)  # may hold the input: never printed
     ctx = data.get("context") or {}
     ctx.pop("prediction", None)
+    result = data.get("result")
+    if isinstance(result, dict):
+        result.pop("prediction", None)
+        answers = result.pop("human_answers", None)
+        if isinstance(answers, list):
+            result["human_answers_count"] = len(answers)
     return data
 
 
@@ -359,7 +378,7 @@ async def _stop_loop(request_id: str) -> str:
     from a2i_worker.aws import AwsClients, AwsClientSettings
     from a2i_worker.ledger.factory import ledger_from_url
 
-    settings = _load_settings()
+    settings = _quiet_settings()
     async with AwsClients(
         AwsClientSettings(), services=("dynamodb", "sagemaker-a2i-runtime")
     ) as aws:

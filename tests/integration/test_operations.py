@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from harness import running_worker, write_routes
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner, Result
 
 from a2i_emulator.control import EmulatorControl
+from a2i_worker.cli import app
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
 from helpers import wait_until
@@ -256,3 +259,50 @@ async def test_second_signal_exits_at_once_with_128_plus_signal(
     log = (tmp_path / "worker.log").read_text()
     assert "SIGTERM: draining" in log
     assert "second signal: exiting at once" in log
+
+
+async def _invoke(args: list[str], env: dict[str, str]) -> Result:
+    runner = CliRunner()
+    return await anyio.to_thread.run_sync(
+        lambda: runner.invoke(app, args, env=env, catch_exceptions=False)
+    )
+
+
+async def test_loops_status_and_stop_against_a_running_worker(
+    env: StackEndpoints, emulator: EmulatorControl, tmp_path: Path
+) -> None:
+    await emulator.put_reviewers({"mode": "manual", "stop_delay": 0})
+    ledger = tmp_path / "ledger.db"
+    cli_env = {**env.env(), "A2I_WORKER_LEDGER_URL": f"sqlite:///{ledger}"}
+    marker = "INPUT-MARKER-never-printed"
+    async with running_worker(env, tmp_path, ledger=ledger) as h:
+        await h.send(
+            [{"request_id": "cli-1", "route": "main", "input": {"confidence": 0.1, "m": marker}}]
+        )
+
+        async def opened() -> bool:
+            return bool((await emulator.counters())["loops_total"] == 1)
+
+        await wait_until(opened, 30, message="loop started")
+
+        async def status_open() -> dict[str, Any] | None:
+            res = await _invoke(["loops", "status", "cli-1"], cli_env)
+            data = json.loads(res.output)
+            return dict(data) if data["phase"] == "open" else None
+
+        record = await wait_until(status_open, 15, interval=0.2, message="ledger says open")
+        assert record is not None
+        assert record["loop_name"].endswith("-1")
+        missing = await _invoke(["loops", "status", "nope"], cli_env)
+        assert missing.exit_code == 1
+
+        stopped = await _invoke(["loops", "stop", "cli-1"], cli_env)
+        assert stopped.exit_code == 0, stopped.output
+        assert record["loop_name"] in stopped.output
+        await h.results.wait_for(1, within=30)
+        assert h.results.outcomes == {"stopped": 1}
+        final = await _invoke(["loops", "status", "cli-1"], cli_env)
+    assert marker not in final.output
+    data = json.loads(final.output)
+    assert data["result"]["outcome"] == "stopped"
+    assert "prediction" not in data["result"]
