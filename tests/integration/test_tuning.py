@@ -126,6 +126,15 @@ async def test_defer_budget_holds_across_a_restart_and_loses_nothing(
         used = {"route": "inv", "window": "day"}
         assert registry.get_sample_value("a2i_worker_budget_used", used) == 3
         assert registry.get_sample_value("a2i_worker_budget_limit", used) == 3
+        # Agreement (route compares 'label' with the reviewers' 'label', both "cat").
+        agree = {"route": "inv", "result": "agree"}
+        by_cond = {**agree, "condition": "Conditions[0] ConfidenceCheck"}
+        await wait_until(
+            lambda: registry.get_sample_value("a2i_worker_agreement_total", agree) == 3,
+            10,
+            message="agreement counted",
+        )
+        assert registry.get_sample_value("a2i_worker_agreement_by_condition_total", by_cond) == 3
     assert await _started(emulator) == 3
     # A new worker process on the same ledger file: the day's budget is still spent.
     async with running_worker(env, tmp_path, routes_file=str(routes), ledger=ledger) as h2:
