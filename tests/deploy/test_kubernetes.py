@@ -38,8 +38,10 @@ def _documents() -> list[tuple[str, dict[str, Any]]]:
 DOCS = _documents()
 
 
-def _one(kind: str) -> dict[str, Any]:
-    (found,) = [d for _, d in DOCS if d["kind"] == kind]
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [
+        d for _, d in DOCS if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     return found
 
 
@@ -61,7 +63,7 @@ def container(pod: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def config() -> dict[str, str]:
-    return _one("ConfigMap")["data"]  # type: ignore[no-any-return]
+    return _one("ConfigMap", "a2i-worker")["data"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -162,9 +164,7 @@ def test_irsa_service_account(pod: dict[str, Any], container: dict[str, Any]) ->
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     assert re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role)
-    assert container["envFrom"] == [
-        {"configMapRef": {"name": _one("ConfigMap")["metadata"]["name"]}}
-    ]
+    assert container["envFrom"] == [{"configMapRef": {"name": "a2i-worker"}}]
 
 
 def test_config_uses_the_dynamodb_ledger_for_many_replicas(config: dict[str, str]) -> None:
@@ -269,3 +269,23 @@ def test_trigger_authentication_uses_the_workload_identity() -> None:
     assert identity["provider"] == "aws"
     assert identity.get("identityOwner") in {"keda", "workload"}
     assert not {"roleArn", "identityOwner"} <= set(identity), "mutually exclusive"
+
+
+def test_routes_configmap_is_a_valid_routes_file_mounted_where_the_setting_points(
+    tmp_path: Path, pod: dict[str, Any], container: dict[str, Any], config: dict[str, str]
+) -> None:
+    from a2i_worker.routes import load_routes
+
+    routes_cm = _one("ConfigMap", "a2i-worker-routes")
+    for key, text in routes_cm["data"].items():
+        (tmp_path / key).write_text(text, encoding="utf-8")
+    routes = load_routes(tmp_path / "routes.toml")  # raises ConfigError if invalid
+    assert routes
+    (volume,) = [
+        v
+        for v in pod["volumes"]
+        if v.get("configMap", {}).get("name") == routes_cm["metadata"]["name"]
+    ]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert config["A2I_WORKER_ROUTES_FILE"] == f"{mount['mountPath']}/routes.toml"
