@@ -2,8 +2,8 @@
 
 ``run`` (the container's entrypoint), ``local`` (embedded stack, optionally with the
 demo workload), ``enqueue`` (JSONL → requests queue), ``rules check`` / ``rules
-simulate``, ``loops status|stop``. Configuration errors print one line per problem
-and exit with status 2.
+simulate``, ``loops status|stop``, ``report`` (agreement and budgets). Configuration
+errors print one line per problem and exit with status 2.
 """
 
 from __future__ import annotations
@@ -392,6 +392,51 @@ async def _stop_loop(request_id: str) -> str:
             raise _fail([f"request {request_id!r} has no loop"], code=1)
         await aws.a2i.stop_human_loop(HumanLoopName=record.loop_name)
         return f"stop requested for {record.loop_name}"
+
+
+@app.command()
+def report(
+    hours: Annotated[float, typer.Option(help="Report the last N hours of results.")] = 24.0,
+) -> None:
+    """Outcomes, model-vs-reviewer agreement per route and condition, and budget usage."""
+    from rich.console import Console
+
+    try:
+        anyio.run(_report, hours, Console(width=max(100, Console().width)))
+    except ConfigError as exc:
+        raise _fail([str(exc)]) from None
+
+
+async def _report(hours: float, console: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from a2i_worker.aws import AwsClients, AwsClientSettings
+    from a2i_worker.budget import windows
+    from a2i_worker.budget_store import budget_store_for
+    from a2i_worker.ledger.factory import ledger_from_url
+    from a2i_worker.report import iter_results, print_summary, summarize
+    from a2i_worker.routes import load_routes
+
+    settings = _load_settings()
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=hours)
+    async with AwsClients(AwsClientSettings(), services=("dynamodb",)) as aws:
+        ledger = ledger_from_url(settings.ledger_url, dynamodb_client=aws.dynamodb)
+        await ledger.open()
+        try:
+            results = [r async for r in iter_results(ledger, since, until)]
+            print_summary(console, summarize(results), since, until)
+            routes = load_routes(settings.routes_file) if settings.routes_file else {}
+            store = budget_store_for(ledger)
+            for name, route in routes.items():
+                if route.budget is None:
+                    continue
+                wins = windows(name, route.budget, until)
+                used = await store.usage([w.key for w in wins])
+                parts = [f"{w.kind} {used[w.key]:,}/{w.limit:,}" for w in wins]
+                console.print(f"budget {name} ({route.budget.policy.value}): {', '.join(parts)}")
+        finally:
+            await ledger.close()
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ window open; nothing is patched.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,11 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
 from a2i_worker.budget import BudgetWindow, windows
 from a2i_worker.budget_store import DynamoDbBudgetStore, SqliteBudgetStore
-from a2i_worker.ledger.dynamodb import create_table
+from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
+from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
 from a2i_worker.local.endpoints import StackEndpoints
+from a2i_worker.report import Summary, iter_results, summarize
 from a2i_worker.routes import load_routes
 from helpers import wait_until
 
@@ -136,6 +138,11 @@ async def test_defer_budget_holds_across_a_restart_and_loses_nothing(
         )
         assert registry.get_sample_value("a2i_worker_agreement_by_condition_total", by_cond) == 3
     assert await _started(emulator) == 3
+    # The report reads the same numbers back from the ledger.
+    summary = await _summary(SqliteLedger(ledger))
+    assert summary.outcomes["inv"]["completed"] == 3
+    assert summary.agreement["inv"].agreement_rate == 1.0
+    assert summary.by_condition[("inv", "Conditions[0] ConfidenceCheck")].agree == 3
     # A new worker process on the same ledger file: the day's budget is still spent.
     async with running_worker(env, tmp_path, routes_file=str(routes), ledger=ledger) as h2:
         await h2.send(_req(f"e-{i}", 0.2) for i in range(2))
@@ -189,6 +196,22 @@ async def test_sample_budget_is_exact_across_two_replicas_on_dynamodb(
     (day,) = _day_window(routes)
     store = DynamoDbBudgetStore(table, aws.dynamodb)
     assert await store.usage([day.key]) == {day.key: 6}
+    summary = await _summary(DynamoDbLedger(table, aws.dynamodb))
+    assert summary.outcomes["inv"] == {"completed": 6, "not_activated": 6}
+    # Reviewers answer "cat": the two 'fraud' predictions disagree with them.
+    assert (summary.agreement["inv"].agree, summary.agreement["inv"].disagree) == (4, 2)
+    fraud = summary.by_condition[("inv", "Conditions[1] LabelCheck")]
+    assert (fraud.agree, fraud.disagree) == (0, 2)
+
+
+async def _summary(ledger: Ledger) -> Summary:
+    await ledger.open()
+    try:
+        since = datetime.now(UTC) - timedelta(hours=1)
+        until = datetime.now(UTC) + timedelta(minutes=1)
+        return summarize([r async for r in iter_results(ledger, since, until)])
+    finally:
+        await ledger.close()
 
 
 async def _depth_is(h: Any, url: str, expected: tuple[int, int]) -> bool:
