@@ -214,6 +214,9 @@ class QueueConsumer:
         self._heartbeat_interval = heartbeat_interval
         self._retry_visibility = retry_visibility
         self._held: dict[str, SqsMessage] = {}
+        # Heartbeats and hand_back() both change visibility: serialised, so an extension
+        # already on the wire can never land after a hand-back and hide the message again.
+        self._visibility_lock = anyio.Lock()
         self._on_receive_error = on_receive_error
         self._on_receive_ok = on_receive_ok
         self._stopping = anyio.Event()
@@ -262,12 +265,13 @@ class QueueConsumer:
 
     async def hand_back(self) -> int:
         """Make every held message visible again at once (shutdown)."""
-        msgs = [m for m in self._held.values() if not m.done]
-        if not msgs:
-            return 0
-        failed = await self._batcher.change_visibility(msgs, 0)
-        for m in msgs:
-            self._forget(m)
+        async with self._visibility_lock:
+            msgs = [m for m in self._held.values() if not m.done]
+            if not msgs:
+                return 0
+            failed = await self._batcher.change_visibility(msgs, 0)
+            for m in msgs:
+                self._forget(m)
         if failed:
             log.warning("could not hand back some messages", queue=self.name, n=len(failed))
         return len(msgs) - len(failed)
@@ -386,13 +390,14 @@ class QueueConsumer:
     async def _heartbeat_loop(self) -> None:
         while True:
             await anyio.sleep(self._heartbeat_interval)
-            now = time.monotonic()
-            # Extend everything that would become visible before the next beat (+ margin).
-            horizon = now + self._heartbeat_interval * 2
-            due = [m for m in self._held.values() if not m.done and m.extended_until <= horizon]
-            if not due:
-                continue
-            failed = await self._batcher.change_visibility(due, self._visibility)
+            async with self._visibility_lock:
+                now = time.monotonic()
+                # Extend everything that would become visible before the next beat (+ margin).
+                horizon = now + self._heartbeat_interval * 2
+                due = [m for m in self._held.values() if not m.done and m.extended_until <= horizon]
+                if not due:
+                    continue
+                failed = await self._batcher.change_visibility(due, self._visibility)
             failed_ids = {id(m) for m in failed}
             for m in due:
                 if id(m) not in failed_ids:
