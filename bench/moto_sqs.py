@@ -5,7 +5,7 @@ process (aioboto3, the client) is measured apart from the server. Everything bin
 127.0.0.1 and every phase is bounded in count. Prints a table; writes
 ``bench/results/moto_sqs.json``.
 
-    .venv/bin/python bench/moto_sqs.py            # full run (~3 min on 2 idle cores)
+    .venv/bin/python bench/moto_sqs.py            # full run (6 min at load avg 11 on 2 cores)
     .venv/bin/python bench/moto_sqs.py --quick    # smaller counts, smoke test
 """
 
