@@ -75,8 +75,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool):
         raise EventParseError("timestamp is a boolean")
     if isinstance(value, int | float):
-        seconds = float(value) / 1000.0 if value > 1e11 else float(value)
         try:
+            seconds = float(value) / 1000.0 if value > 1e11 else float(value)
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise EventParseError("timestamp out of range") from exc
@@ -90,7 +90,10 @@ def parse_timestamp(value: Any) -> datetime | None:
             raise EventParseError("timestamp is not ISO-8601") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # e.g. year 1 with a positive offset
+            raise EventParseError("timestamp out of range") from exc
     raise EventParseError(f"timestamp has type {type(value).__name__}")
 
 
@@ -122,6 +125,8 @@ def parse_event(body: str | bytes) -> ParsedEvent:
         raise EventParseError("not valid JSON: nested too deeply") from exc
     except json.JSONDecodeError as exc:
         raise EventParseError(f"not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise EventParseError("not valid JSON: a number is too long") from exc
     if not isinstance(envelope, dict):
         raise EventParseError(f"event must be a JSON object, got {type(envelope).__name__}")
     source = envelope.get("source")
@@ -147,7 +152,7 @@ def parse_event(body: str | bytes) -> ParsedEvent:
     if not isinstance(name, str) or not name:
         raise EventParseError("detail.humanLoopName is missing")
     status = detail.get("humanLoopStatus")
-    if status not in KNOWN_LOOP_STATUSES:
+    if not isinstance(status, str) or status not in KNOWN_LOOP_STATUSES:
         raise EventParseError(f"detail.humanLoopStatus is not a known status: {_short(status)}")
     output = detail.get("humanLoopOutput")
     output_uri: str | None = None
