@@ -10,6 +10,7 @@ distinct result per request, nothing left invisible on the requests queue).
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,13 @@ async def _finish_and_judge(run: CrashRun, expected: Expected, within: float) ->
     final.close()
     counts = await assert_exactly_once(expected, run.results, run.emulator, run.probe, run.env)
     counts["kills"] = len(run.kills)
+    # The SQLite ledger went through every kill: still WAL, still intact.
+    db = sqlite3.connect(run.tmp_path / "ledger.db")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
     return counts
 
 
