@@ -189,6 +189,28 @@ class _ClosingHandler(MotoRequestHandler):
         """Silence the per-request access line."""
 
 
+class _SerializeDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time.
+
+    moto evaluates a ConditionExpression and then writes, with no lock in between, so two
+    threads of a threaded server can both pass the same condition. Real DynamoDB makes a
+    conditional write atomic, and the ledger's concurrency promises rest on that; this
+    restores it locally. Other services (SQS long polls above all) stay concurrent.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            # Materialise the body inside the lock: the write happens while iterating.
+            return list(self._app(environ, start_response))
+
+
 class _KeepAliveWSGIServer(ThreadedWSGIServer):
     """werkzeug's threaded server that tracks its connections and threads."""
 
@@ -201,7 +223,7 @@ class _KeepAliveWSGIServer(ThreadedWSGIServer):
         self.accepted_connections = 0
         self._lock = threading.Lock()
         self._open: dict[socket.socket, threading.Thread] = {}
-        app = DomainDispatcherApplication(create_backend_app)
+        app = _SerializeDynamoDB(DomainDispatcherApplication(create_backend_app))
         handler = _KeepAliveHandler if keep_alive else _ClosingHandler
         try:
             super().__init__(host, port, app, handler=handler)

@@ -13,22 +13,23 @@ from typing import Any
 
 import aioboto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
 from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
+from a2i_worker.local.moto_server import MotoServer
 
 _tables = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    # The project's moto server: conditional DynamoDB writes are atomic there, as on AWS
+    # (moto's own threaded server lets two racing writers pass the same condition).
+    server = MotoServer("127.0.0.1", 0)
+    url = server.start()
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 
