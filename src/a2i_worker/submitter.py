@@ -57,6 +57,10 @@ __all__ = ["INPUT_CONTENT_LIMIT", "RequestProcessor", "SubmitConfig"]
 
 log = structlog.get_logger(__name__)
 
+#: A deferred message received this often is re-queued as a fresh copy (see _requeue_deferred).
+_REQUEUE_AFTER_RECEIVES = 3
+_SQS_MAX_DELAY_SECONDS = 900
+
 #: A2I's InputContent limit (characters), from the botocore model.
 INPUT_CONTENT_LIMIT = 3_145_728
 
@@ -268,6 +272,10 @@ class RequestProcessor:
         what = f"the route's per-{full.kind} review budget ({full.limit} loops) is spent"
         if action is BudgetAction.DEFER:
             seconds = defer_seconds(full, now)
+            if msg.receive_count >= _REQUEUE_AFTER_RECEIVES:
+                # Every deferral is a receive; with a redrive policy enough of them would
+                # move the message to the DLQ. A fresh copy (delayed) starts at zero.
+                return await self._requeue_deferred(msg, seconds, bound)
             msg.done = True  # no more heartbeats: the deferral below is the last word
             try:
                 await self._sqs.change_message_visibility(
@@ -287,6 +295,22 @@ class RequestProcessor:
         return await self._finish_without_loop(
             rec, decided, bound, reason=f"budget: {what}; only 'always' conditions start loops"
         )
+
+    async def _requeue_deferred(self, msg: SqsMessage, seconds: int, bound: Any) -> str:
+        """Send a delayed copy of ``msg`` and delete the original (receive count reset).
+
+        A crash between the two leaves both; the ledger makes the copy a no-op duplicate.
+        """
+        try:
+            await self._sqs.send_message(
+                QueueUrl=msg.queue_url,
+                MessageBody=msg.body,
+                DelaySeconds=min(seconds, _SQS_MAX_DELAY_SECONDS),
+            )
+        except Exception as exc:
+            raise TransientError(f"re-queueing a deferred request: {classify(exc).code}") from exc
+        bound.info("budget spent; request re-queued with a delay", seconds=seconds)
+        return Verdict.DELETE
 
     async def _start_and_record(
         self,

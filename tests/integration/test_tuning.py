@@ -222,3 +222,38 @@ def _day_window(routes: Path) -> list[BudgetWindow]:
     budget = load_routes(routes)["inv"].budget
     assert budget is not None
     return windows("inv", budget, datetime.now(UTC))
+
+
+async def test_a_message_deferred_again_and_again_is_requeued_not_dead_lettered(
+    env: StackEndpoints, emulator: EmulatorControl, tmp_path: Path
+) -> None:
+    """Each deferral is a receive; past a few, the worker sends a delayed fresh copy
+    (receive count back to zero) and deletes the old one, so a redrive policy never
+    moves a merely deferred request to the DLQ."""
+    from a2i_worker.intake import SqsMessage, Verdict
+
+    await _fast_reviewers(emulator)
+    routes = _routes(tmp_path, env.flow_definition_arn, "[routes.inv.budget]\nper_day = 1\n")
+    async with running_worker(env, tmp_path, routes_file=str(routes)) as h:
+        await h.send([_req("spend-it", 0.1)])
+        await h.results.wait_for(1, within=30)
+        side = (await h.aws.sqs.create_queue(QueueName=f"{env.rule_name}-side"))["QueueUrl"]
+        body = json.dumps(_req("deferred-often", 0.1))
+        await h.aws.sqs.send_message(QueueUrl=side, MessageBody=body)
+        got = (await h.aws.sqs.receive_message(QueueUrl=side, WaitTimeSeconds=1))["Messages"][0]
+        msg = SqsMessage(
+            queue_url=side,
+            message_id=got["MessageId"],
+            receipt_handle=got["ReceiptHandle"],
+            body=body,
+            receive_count=3,
+            sent_timestamp_ms=None,
+        )
+        assert h.worker is not None
+        verdict = await h.worker.processor.handle(msg)
+        attrs = await h.aws.sqs.get_queue_attributes(
+            QueueUrl=side, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )
+    assert verdict == Verdict.DELETE
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert await _started(emulator) == 1
