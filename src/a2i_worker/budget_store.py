@@ -237,5 +237,5 @@ def budget_store_for(ledger: Ledger) -> BudgetStore:
         return SqliteBudgetStore(ledger.path)
     if isinstance(ledger, DynamoDbLedger):
         # The ledger does not expose its client publicly; it is the same open client.
-        return DynamoDbBudgetStore(ledger.table_name, ledger._client)
+        return DynamoDbBudgetStore(ledger.table_name, ledger.client)
     raise TypeError(f"no budget store for {type(ledger).__name__}")

@@ -55,6 +55,7 @@ __all__ = [
     "TABLE_DEFINITION",
     "DynamoDbLedger",
     "create_table",
+    "deserialize_value",
     "item_size",
 ]
 
@@ -136,7 +137,7 @@ def _serialize(value: str | int | bytes) -> dict[str, Any]:
     return {"N": str(value)}
 
 
-def _deserialize(value: dict[str, Any]) -> codec.Value:
+def deserialize_value(value: dict[str, Any]) -> codec.Value:
     if "S" in value:
         return str(value["S"])
     if "N" in value:
@@ -153,7 +154,7 @@ def _to_item(row: codec.Row) -> dict[str, Any]:
 
 
 async def _from_item(item: dict[str, Any]) -> LedgerRecord:
-    return await codec.from_row_async({k: _deserialize(v) for k, v in item.items()})
+    return await codec.from_row_async({k: deserialize_value(v) for k, v in item.items()})
 
 
 def _value_size(value: codec.Value) -> int:
@@ -220,6 +221,11 @@ class DynamoDbLedger(TransitionLedger):
         self._clock = clock
 
     # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The DynamoDB client (for stores that share the ledger's table)."""
+        return self._client
 
     async def open(self) -> None:
         """Check the table exists with the expected key and indexes (never creates it)."""
