@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 #: SQS's maximum visibility timeout.
-MAX_DEFER_SECONDS = 12 * 3600
+#: SQS allows a message 12 h of visibility timeout in total from its receipt; keep a margin.
+MAX_DEFER_SECONDS = 12 * 3600 - 300
 #: Counter rows outlive their window by this much (for ``budget status`` of the past).
 KEEP_COUNTERS = timedelta(days=2)
 

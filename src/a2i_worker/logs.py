@@ -6,15 +6,34 @@ bound or logged by any module: the log never holds request inputs or human answe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Literal
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["StderrLogger", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
+
+
+class StderrLogger:
+    """Writes each line to the *current* ``sys.stderr`` and never raises.
+
+    A worker must not die because its log stream went away (a closed pipe, a test
+    runner that swapped and closed stderr): a line that cannot be written is dropped.
+    """
+
+    def msg(self, message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger_factory(*_args: object) -> StderrLogger:
+    return StderrLogger()
 
 
 def configure_logging(fmt: LogFormat | str = "auto", level: str = "INFO") -> None:
@@ -39,7 +58,7 @@ def configure_logging(fmt: LogFormat | str = "auto", level: str = "INFO") -> Non
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
     # Quiet the libraries' own chatter (botocore logs request bodies at DEBUG).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from a2i_worker.a2i import A2IGateway, LoopInfo
-from a2i_worker.budget import BudgetAction, budget_action, defer_seconds, windows
+from a2i_worker.budget import (
+    MAX_DEFER_SECONDS,
+    BudgetAction,
+    budget_action,
+    defer_seconds,
+    windows,
+)
 from a2i_worker.budget_store import BudgetStore, budget_store_for
 from a2i_worker.classify import ErrorKind, classify
 from a2i_worker.errors import PermanentError, TransientError
@@ -276,6 +283,9 @@ class RequestProcessor:
                 # Every deferral is a receive; with a redrive policy enough of them would
                 # move the message to the DLQ. A fresh copy (delayed) starts at zero.
                 return await self._requeue_deferred(msg, seconds, bound)
+            # SQS counts the 12 h limit from the receive, not from this call.
+            held = int(time.monotonic() - msg.received_monotonic) + 1
+            seconds = max(1, min(seconds, MAX_DEFER_SECONDS - held))
             msg.done = True  # no more heartbeats: the deferral below is the last word
             try:
                 await self._sqs.change_message_visibility(
