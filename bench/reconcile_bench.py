@@ -132,8 +132,10 @@ async def run_phase(
         at = iso_seconds(s.get("timestamp"))
         if at is None or not (s.get("lists") or s.get("due")):
             continue
-        open_then = sum(1 for c, p in spans if c <= at < p)
-        list_per_sweep.append((int(s.get("lists", 0)), open_then))
+        # The line is logged when the sweep ends: loops it resolved count as open, and
+        # the loops it found due were open when it began.
+        open_then = sum(1 for c, p in spans if c <= at and p >= at - 1.0)
+        list_per_sweep.append((int(s.get("lists", 0)), max(open_then, int(s.get("due", 0)))))
     worst_list_ratio = max(
         (lists / max(1, n_open) * 100 for lists, n_open in list_per_sweep), default=0.0
     )
