@@ -8,8 +8,8 @@ sweep takes the records that are due and:
 - OPEN, few per flow definition: DescribeHumanLoop each;
 - OPEN, many per flow definition: one paged ListHumanLoops from the oldest due loop's
   creation time; only loops that List shows finished get a Describe (for the output
-  URI and failure code); loops missing from a List that covered their creation time
-  are Described, and if A2I no longer knows them they are resolved as ``failed``;
+  URI and failure code); loops missing from the pages listed are Described (the pages
+  may end before them), and if A2I no longer knows them they are resolved as ``failed``;
 - OPEN with a terminal status but no result yet (output.json not readable earlier):
   finish again;
 - Stopping for too long: StopHumanLoop again, then resolved as ``stopped`` with a reason.
@@ -218,18 +218,14 @@ class Sweeper:
         wanted = {r.loop_name: r for r in recs if r.loop_name}
         created = [r.loop_created_at for r in recs if r.loop_created_at is not None]
         start = min(created) - timedelta(seconds=1) if created else None
-        newest = max(created) if created else None
         max_pages = math.ceil(len(wanted) / 100) + 1
         seen: dict[str, LoopSummary] = {}
-        covered_until: datetime | None = None
         try:
             async for page in self._a2i.list_loops(flow, created_after=start, max_pages=max_pages):
                 report.lists += 1
                 for s in page:
                     if s.name in wanted:
                         seen[s.name] = s
-                    if s.created_at is not None:
-                        covered_until = s.created_at
                 if len(seen) == len(wanted):
                     break
         except Exception as exc:
@@ -237,19 +233,13 @@ class Sweeper:
             for r in recs:
                 await self._ledger.reschedule(r.request_id, self._clock() + self._cfg.interval)
             return
-        list_complete = covered_until is not None and newest is not None and covered_until >= newest
         for name, rec in wanted.items():
             summary = seen.get(name)
             if summary is None:
-                covered = list_complete or (
-                    covered_until is not None
-                    and rec.loop_created_at is not None
-                    and rec.loop_created_at < covered_until
-                )
-                if covered:
-                    await self._describe_one(rec, report)  # gone? Describe decides.
-                else:
-                    await self._reschedule(rec, soon=True)
+                # Missing from the pages: deleted in A2I, or beyond the pages listed (many
+                # other loops in between, or A2I's creation time before the ledger's).
+                # Rescheduling would list the same pages again forever: Describe decides.
+                await self._describe_one(rec, report)
             elif summary.status in TERMINAL_LOOP_STATUSES:
                 await self._describe_one(rec, report)
             elif summary.status == "Stopping":
