@@ -208,6 +208,9 @@ class _Client:
         self.rng = random.Random(seed)
         self.names = _names(f"b{seed}")
         self.errors: dict[str, int] = {}
+        # botocore's adaptive token bucket (asyncio.wait_for on a Condition) can swallow a
+        # cancellation on Python 3.11, so workers also stop on this flag
+        self.stopping = False
 
     def error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -247,7 +250,7 @@ class _ThisLimiter(_Client):
         self._last_reconcile = -1e9
 
     async def worker(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self.gateway.start(next(self.names), self.payload)
             except Exception as exc:  # counted; none expected against the emulator
@@ -279,7 +282,7 @@ class _DirectLimiter(_ThisLimiter):
     after the rate token and before sending (what docs/limiter.md prescribes)."""
 
     async def _start(self, name: str) -> None:
-        while True:
+        while not self.stopping:
             await self.gate.wait_open()
             settled = False
             code = ""
@@ -310,7 +313,7 @@ class _DirectLimiter(_ThisLimiter):
                 await asyncio.sleep(0.1)
 
     async def worker(self) -> None:
-        while True:
+        while not self.stopping:
             await self._start(next(self.names))
 
 
@@ -327,9 +330,9 @@ class _Baseline(_Client):
         self.limiter = AsyncLimiter(rate, 1.0) if rate is not None else None
 
     async def worker(self) -> None:
-        while True:
+        while not self.stopping:
             name = next(self.names)
-            while True:
+            while not self.stopping:
                 try:
                     if self.limiter is not None:
                         async with self.limiter:
@@ -452,9 +455,13 @@ async def _run(contender: str, scenario: Scenario, concurrency: int, seed: int) 
                         next_at = min(len(result.samples) * _SAMPLE_EVERY, scenario.duration)
                         await asyncio.sleep(max(0.0, next_at - (time.monotonic() - t0)))
                 finally:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                    c.stopping = True
+                    for _ in range(3):
+                        for task in tasks:
+                            task.cancel()
+                        _, pending = await asyncio.wait(tasks, timeout=5.0)
+                        if not pending:
+                            break
                 report = c.report()
                 result.client_errors = dict(c.errors)
             counters = await ctl.counters()
