@@ -84,7 +84,7 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
                 }
             }
         )
-        expected = await _phase(h, results, "5xx", 60, 1, 60)
+        expected = await _phase(h, results, "5xx", 50, 1, 60)
         injected = (await _start_op(emulator))["injected_errors"]
         assert injected > 0, "the fault really happened"
         await emulator.put_faults(
@@ -128,7 +128,7 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
         async with anyio.create_task_group() as tg:
             tg.start_soon(flap)
             try:
-                flapping = await _phase(h, results, "quota", 50, 3, 90)
+                flapping = await _phase(h, results, "quota", 40, 3, 90)
             finally:
                 done.set()
         after = await _start_op(emulator)

@@ -60,7 +60,7 @@ async def test_sqs_outage_not_ready_then_recovers_without_loss(
             "answers": {"template": {"label": "cat"}},
         }
     )
-    bodies, expected = make_requests(120, prefix="outage", seed=3)
+    bodies, expected = make_requests(80, prefix="outage", seed=3)
     environ = worker_env(env, tmp_path) | {"AWS_ENDPOINT_URL_SQS": sqs_switch.url}
     results = ResultsCollector(aws, env.results_queue_url)
     probe = QueueProbe(aws)
@@ -68,14 +68,14 @@ async def test_sqs_outage_not_ready_then_recovers_without_loss(
     worker.start()
     try:
         await worker.wait_ready(60)
-        await send_all(aws, env.requests_queue_url, bodies[:60])
+        await send_all(aws, env.requests_queue_url, bodies[:40])
         await wait_until(
             lambda: _some_results(results, 20), 30, message="first results before the outage"
         )
 
         await sqs_switch.off()
         # Requests keep arriving while the worker cannot reach SQS.
-        await send_all(aws, env.requests_queue_url, bodies[60:])
+        await send_all(aws, env.requests_queue_url, bodies[40:])
 
         async def not_ready() -> object:
             status, body = await _health(worker.health_url + "/readyz")

@@ -59,7 +59,7 @@ async def test_sigterm_under_load_drains_within_grace_and_restart_finishes(
     )
     # Slow starts: many StartHumanLoop calls are in flight when SIGTERM lands.
     await emulator.put_faults({"operations": {"StartHumanLoop": {"latency_ms": [100, 500]}}})
-    bodies, expected = make_requests(250, prefix="term", seed=5)
+    bodies, expected = make_requests(160, prefix="term", seed=5)
     await send_all(aws, env.requests_queue_url, bodies)
     # A start rate well below the backlog: SIGTERM finds messages waiting for the limiter.
     environ = worker_env(
