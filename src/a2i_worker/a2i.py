@@ -41,10 +41,12 @@ class LimiterLike(Protocol):
 
 
 class GateLike(Protocol):
-    """The quota gate. ``wait_open`` reserves a slot; every reservation ends in exactly
-    one of ``on_start_succeeded``, ``on_quota_exceeded`` or ``on_start_failed``."""
+    """The quota gate. ``wait_open`` reserves a slot; ``confirm`` (right before sending)
+    may take it back; otherwise every reservation ends in exactly one of
+    ``on_start_succeeded``, ``on_quota_exceeded`` or ``on_start_failed``."""
 
     async def wait_open(self) -> None: ...
+    def confirm(self) -> bool: ...
     def on_start_succeeded(self) -> None: ...
     def on_quota_exceeded(self, in_flight: int | None = None) -> None: ...
     def on_start_failed(self) -> None: ...
@@ -115,6 +117,11 @@ class A2IGateway:
             settled = False
             try:
                 async with self._limiter.acquire("start"):
+                    if not self._gate.confirm():
+                        # A cap learned while we waited for a rate token: the gate took
+                        # the reservation back; wait for the gate again, send nothing.
+                        settled = True
+                        continue
                     kwargs: dict[str, Any] = {
                         "HumanLoopName": name,
                         "FlowDefinitionArn": payload.flow_definition_arn,

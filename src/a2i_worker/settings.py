@@ -154,10 +154,13 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=10_000, description="Floor of the adaptive start rate (calls/s)."
     )
     start_rate_max: float = Field(
-        default=100.0, gt=0, le=10_000, description="Ceiling of the adaptive start rate (calls/s)."
+        default=1000.0,
+        gt=0,
+        le=10_000,
+        description="Ceiling of the adaptive start rate (calls/s); the limiter finds the quota.",
     )
     sweep_rate_max: float = Field(
-        default=5.0,
+        default=50.0,
         gt=0,
         le=10_000,
         description="Ceiling of Describe/List calls per second for reconciliation.",

@@ -75,8 +75,15 @@ class SweepReport:
 
 
 def next_check_delay(age: timedelta, interval: timedelta, cap: timedelta) -> timedelta:
-    """Back off checks of a long-running loop: about half its age, within [interval, cap]."""
-    return max(interval, min(cap, age / 2))
+    """When to look at a still-running loop again.
+
+    Every sweep while the loop is young (age under ten intervals), so a loop whose events
+    were lost is found within about two intervals of finishing; after that a quarter of
+    its age, capped, so loops that run for days cost a few calls a day, not one a minute.
+    """
+    if age < interval * 10:
+        return interval
+    return max(interval, min(cap, age / 4))
 
 
 class Sweeper:
