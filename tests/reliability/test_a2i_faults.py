@@ -111,6 +111,11 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
         await emulator.put_quotas({"rates": {"StartHumanLoop": None}})
 
         # 3. The cap on loops in progress flaps between 3 and 40 while requests flow.
+        # Reviews take long enough here that more than 3 loops are open at once even
+        # at the (backed-off) start rate the storm left behind: the cap must bite.
+        await emulator.put_reviewers(
+            {"delay": {"distribution": "uniform", "low": 1.0, "high": 2.0}}
+        )
         before = await _start_op(emulator)
         done = anyio.Event()
 

@@ -159,7 +159,7 @@ def test_cross_field_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than" in lines[0]
     monkeypatch.delenv("A2I_WORKER_VISIBILITY_TIMEOUT_SECONDS")
     monkeypatch.delenv("A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS")
-    lines = errors_of(monkeypatch, {"A2I_WORKER_START_RATE_INITIAL": "500"})
+    lines = errors_of(monkeypatch, {"A2I_WORKER_START_RATE_INITIAL": "5000"})
     assert "A2I_WORKER_START_RATE_INITIAL" in lines[0]
 
 
