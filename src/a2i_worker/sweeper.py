@@ -60,6 +60,8 @@ class SweepConfig:
     batch: int = 2000
     max_recheck: timedelta = timedelta(hours=1)
     stopping_timeout: timedelta = timedelta(minutes=30)
+    #: Shortest pause between two sweeps (records due sooner wait this long).
+    min_pause: timedelta = timedelta(seconds=1)
     #: How often to recount records by phase (a table scan on DynamoDB: not every sweep).
     recount_every: timedelta = timedelta(minutes=5)
 
@@ -117,7 +119,22 @@ class Sweeper:
                 self.last_report = await self.sweep_once()
             except Exception as exc:
                 log.warning("sweep failed; will try again", error=classify(exc).code)
-            await anyio.sleep(self._cfg.interval.total_seconds())
+            await anyio.sleep(await self.seconds_until_next_sweep())
+
+    async def seconds_until_next_sweep(self) -> float:
+        """Sleep until the earliest record falls due, at most one interval, at least
+        ``min_pause`` (a record becoming due is looked at then, not at the next tick)."""
+        interval = self._cfg.interval.total_seconds()
+        now = self._clock()
+        try:
+            soonest = await self._ledger.due_for_check(now + self._cfg.interval, 1)
+        except Exception as exc:
+            log.warning("could not read the next due time", error=classify(exc).code)
+            return interval
+        if not soonest or soonest[0].next_check_at is None:
+            return interval
+        wait = (soonest[0].next_check_at - now).total_seconds()
+        return max(self._cfg.min_pause.total_seconds(), min(interval, wait))
 
     async def sweep_once(self) -> SweepReport:
         now = self._clock()
