@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
 from pydantic import ValidationError
 
 from a2i_worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from a2i_worker.aws import AwsClients, ServiceName
+    from a2i_worker.ledger.protocol import Ledger
 
 __all__ = ["app", "main", "startup_problems"]
 
@@ -341,20 +347,28 @@ def _quiet_settings() -> Any:
     return settings
 
 
-async def _ledger_get(request_id: str) -> dict[str, Any] | None:
-    from dataclasses import asdict
-
+@asynccontextmanager
+async def _open_ledger(
+    settings: Any, services: tuple[ServiceName, ...] = ("dynamodb",)
+) -> AsyncIterator[tuple[Ledger, AwsClients]]:
+    """The configured ledger, opened, with the AWS clients it (and the caller) needs."""
     from a2i_worker.aws import AwsClients, AwsClientSettings
     from a2i_worker.ledger.factory import ledger_from_url
 
-    settings = _quiet_settings()
-    async with AwsClients(AwsClientSettings(), services=("dynamodb",)) as aws:
+    async with AwsClients(AwsClientSettings(), services=services) as aws:
         ledger = ledger_from_url(settings.ledger_url, dynamodb_client=aws.dynamodb)
         await ledger.open()
         try:
-            record = await ledger.get(request_id)
+            yield ledger, aws
         finally:
             await ledger.close()
+
+
+async def _ledger_get(request_id: str) -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    async with _open_ledger(_quiet_settings()) as (ledger, _):
+        record = await ledger.get(request_id)
     if record is None:
         return None
     return _redacted(asdict(record))
@@ -375,19 +389,9 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _stop_loop(request_id: str) -> str:
-    from a2i_worker.aws import AwsClients, AwsClientSettings
-    from a2i_worker.ledger.factory import ledger_from_url
-
-    settings = _quiet_settings()
-    async with AwsClients(
-        AwsClientSettings(), services=("dynamodb", "sagemaker-a2i-runtime")
-    ) as aws:
-        ledger = ledger_from_url(settings.ledger_url, dynamodb_client=aws.dynamodb)
-        await ledger.open()
-        try:
-            record = await ledger.get(request_id)
-        finally:
-            await ledger.close()
+    services: tuple[ServiceName, ...] = ("dynamodb", "sagemaker-a2i-runtime")
+    async with _open_ledger(_quiet_settings(), services) as (ledger, aws):
+        record = await ledger.get(request_id)
         if record is None or record.loop_name is None:
             raise _fail([f"request {request_id!r} has no loop"], code=1)
         await aws.a2i.stop_human_loop(HumanLoopName=record.loop_name)
@@ -410,33 +414,26 @@ def report(
 async def _report(hours: float, console: Any) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from a2i_worker.aws import AwsClients, AwsClientSettings
     from a2i_worker.budget import windows
     from a2i_worker.budget_store import budget_store_for
-    from a2i_worker.ledger.factory import ledger_from_url
     from a2i_worker.report import iter_results, print_summary, summarize
     from a2i_worker.routes import load_routes
 
     settings = _load_settings()
     until = datetime.now(UTC)
     since = until - timedelta(hours=hours)
-    async with AwsClients(AwsClientSettings(), services=("dynamodb",)) as aws:
-        ledger = ledger_from_url(settings.ledger_url, dynamodb_client=aws.dynamodb)
-        await ledger.open()
-        try:
-            results = [r async for r in iter_results(ledger, since, until)]
-            print_summary(console, summarize(results), since, until)
-            routes = load_routes(settings.routes_file) if settings.routes_file else {}
-            store = budget_store_for(ledger)
-            for name, route in routes.items():
-                if route.budget is None:
-                    continue
-                wins = windows(name, route.budget, until)
-                used = await store.usage([w.key for w in wins])
-                parts = [f"{w.kind} {used[w.key]:,}/{w.limit:,}" for w in wins]
-                console.print(f"budget {name} ({route.budget.policy.value}): {', '.join(parts)}")
-        finally:
-            await ledger.close()
+    async with _open_ledger(settings) as (ledger, _):
+        results = [r async for r in iter_results(ledger, since, until)]
+        print_summary(console, summarize(results), since, until)
+        routes = load_routes(settings.routes_file) if settings.routes_file else {}
+        store = budget_store_for(ledger)
+        for name, route in routes.items():
+            if route.budget is None:
+                continue
+            wins = windows(name, route.budget, until)
+            used = await store.usage([w.key for w in wins])
+            parts = [f"{w.kind} {used[w.key]:,}/{w.limit:,}" for w in wins]
+            console.print(f"budget {name} ({route.budget.policy.value}): {', '.join(parts)}")
 
 
 def main() -> None:
