@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,6 @@ from a2i_worker.messages import (
     ReviewRequest,
     parse_message,
     request_fingerprint,
-    result_id,
 )
 from a2i_worker.naming import loop_name
 from a2i_worker.results import make_result
@@ -204,7 +203,7 @@ class RequestProcessor:
             "shadow": route.shadow,
         }
         if not activated or route.shadow:
-            rec = _replace(record, decision=decision_json, context=context)
+            rec = replace(record, decision=decision_json, context=context)
             return await self._finish_without_loop(rec, decision_json, bound)
         if route.budget is not None and route.name is not None:
             spent = await self._take_budget(msg, req, route, record, decision_json, context, bound)
@@ -301,7 +300,7 @@ class RequestProcessor:
             err = PermanentError("budget_exhausted", f"{what}; the request was not reviewed")
             return await self._reject_claimed(msg, record, req, err, bound)
         decided = {**decision_json, "activated": False}
-        rec = _replace(record, decision=decided, context=context)
+        rec = replace(record, decision=decided, context=context)
         return await self._finish_without_loop(
             rec, decided, bound, reason=f"budget: {what}; only 'always' conditions start loops"
         )
@@ -540,22 +539,14 @@ class RequestProcessor:
             ) from exc
 
     async def _reject_unparsed(self, msg: SqsMessage, exc: MessageRejected) -> str:
-        key = (
-            "rejected-msg-"
-            + hashlib.sha256(msg.body.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        )
+        key = _rejection_key("msg", msg.body)
         bound = log.bind(request_id=exc.request_id, message_id=msg.message_id)
         return await self._store_rejection(msg, key, exc.request_id, exc, bound, fingerprint=key)
 
     async def _reject_valid(
         self, msg: SqsMessage, req: ReviewRequest, exc: PermanentError, bound: Any
     ) -> str:
-        key = (
-            "rejected-req-"
-            + hashlib.sha256(
-                (req.request_id + "\x00" + msg.body).encode("utf-8", "surrogatepass")
-            ).hexdigest()[:40]
-        )
+        key = _rejection_key("req", req.request_id, msg.body)
         return await self._store_rejection(msg, key, req.request_id, exc, bound, fingerprint=key)
 
     async def _reject_duplicate(
@@ -569,12 +560,7 @@ class RequestProcessor:
         request_id: str | None = None,
     ) -> str:
         rid = req.request_id if req is not None else request_id
-        key = (
-            "rejected-dup-"
-            + hashlib.sha256(
-                (str(rid) + "\x00" + exc.code + "\x00" + msg.body).encode("utf-8", "surrogatepass")
-            ).hexdigest()[:40]
-        )
+        key = _rejection_key("dup", str(rid), exc.code, msg.body)
         return await self._store_rejection(msg, key, rid, exc, bound, fingerprint=key)
 
     async def _store_rejection(
@@ -592,7 +578,7 @@ class RequestProcessor:
         claim = await self._ledger.claim(key, fingerprint, route=None, received_at=self._clock())
         if claim.record.phase in (Phase.DONE, Phase.PUBLISHED):
             return Verdict.DELETE
-        record = _replace(
+        record = replace(
             claim.record,
             context={"request_id": request_id, "rejection_code": exc.code},
         )
@@ -623,7 +609,7 @@ class RequestProcessor:
     ) -> str:
         """Reject a request whose own record we hold (phase RECEIVED)."""
         await self._send_original_to_dlq(msg, exc.code, exc.reason)
-        rec = _replace(
+        rec = replace(
             record,
             context={
                 "request_id": req.request_id,
@@ -648,14 +634,11 @@ class RequestProcessor:
 
     def _notify(self, record: LedgerRecord, res_id: str, result: dict[str, Any]) -> None:
         """Hand a freshly stored result to the publisher (no second ledger read)."""
-        self._publisher.notify(_replace(record, phase=Phase.DONE, result=result, result_id=res_id))
+        self._publisher.notify(replace(record, phase=Phase.DONE, result=result, result_id=res_id))
 
 
-def _replace(record: LedgerRecord, **changes: Any) -> LedgerRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
-
-
-# Re-exported for tests that build ids the same way.
-_ = result_id
+def _rejection_key(kind: str, *parts: str) -> str:
+    """Ledger key of a rejection that must not occupy the request's own record: the same
+    message (redelivered) always maps to the same key, so it is rejected once."""
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"rejected-{kind}-{digest[:40]}"
