@@ -231,11 +231,6 @@ class QueueConsumer:
     def held(self) -> int:
         return len(self._held)
 
-    @property
-    def receiving(self) -> bool:
-        """True while a receiver may still be inside a long poll."""
-        return self._active_receivers > 0
-
     def stop_receiving(self) -> None:
         self._stopping.set()
         if self._active_receivers == 0:

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -344,7 +344,3 @@ class Sweeper:
             age = now - (rec.loop_created_at or now)
             delay = next_check_delay(age, self._cfg.interval, self._cfg.max_recheck)
         await self._ledger.reschedule(rec.request_id, now + delay)
-
-    def describe_report(self) -> dict[str, Any]:
-        r = self.last_report
-        return {"due": r.due, "describes": r.describes, "lists": r.lists, "resolved": r.resolved}
