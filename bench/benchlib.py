@@ -28,24 +28,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.enqueue import send_batches
 from a2i_worker.local.endpoints import StackEndpoints
+from a2i_worker.local.moto_server import CALLS_PATH
 from a2i_worker.local.processes import ProcStats, WorkerProcess
 
 __all__ = [
+    "BASELINE_KEY",
+    "DRIVER_KEY",
     "FAST_REVIEWERS",
     "RESULTS_DIR",
+    "WORKER_KEY",
     "Histogram",
     "ResultsCollector",
     "Verdict",
     "Workload",
+    "calls_between",
     "driver_clients",
     "histogram_from_metrics",
     "machine",
+    "moto_calls",
     "percentile",
     "queue_depth",
     "verify",
@@ -167,16 +174,44 @@ def worker_environ(
     }
     values.update(settings)
     out = env.env()
+    out["AWS_ACCESS_KEY_ID"] = WORKER_KEY  # moto counts the worker's calls apart
     for key, value in values.items():
         out[f"A2I_WORKER_{key.upper()}"] = str(value)
     return out
+
+
+#: Access key ids by which moto's call counter tells the processes of a benchmark apart.
+WORKER_KEY = "bench-worker"
+BASELINE_KEY = "bench-baseline"
+DRIVER_KEY = "bench-driver"
+
+
+async def moto_calls(moto_url: str) -> dict[str, dict[str, int]]:
+    """moto's count of AWS calls served, by access key id and ``service.operation``."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(moto_url + CALLS_PATH) as resp,
+    ):
+        resp.raise_for_status()
+        data: dict[str, dict[str, int]] = await resp.json()
+        return data
+
+
+def calls_between(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], key: str
+) -> dict[str, int]:
+    """Calls made with access key ``key`` between two :func:`moto_calls` snapshots."""
+    old = before.get(key, {})
+    return {
+        op: n - old.get(op, 0) for op, n in sorted(after.get(key, {}).items()) if n - old.get(op, 0)
+    }
 
 
 # -- AWS from the driver ------------------------------------------------------------------
 
 
 def driver_clients(env: StackEndpoints) -> AwsClients:
-    environ = env.env()
+    environ = {**env.env(), "AWS_ACCESS_KEY_ID": DRIVER_KEY}
     return AwsClients(
         AwsClientSettings(endpoint_urls=endpoints_from_environ(environ)),
         environ=environ,

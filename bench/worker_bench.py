@@ -32,13 +32,17 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.stack import LocalStack
 from benchlib import (
+    BASELINE_KEY,
     FAST_REVIEWERS,
+    WORKER_KEY,
     ResultsCollector,
     Workload,
+    calls_between,
     driver_clients,
     enqueue,
     histogram_from_metrics,
     iso_seconds,
+    moto_calls,
     percentile,
     queue_depth,
     start_worker,
@@ -80,6 +84,7 @@ async def run_worker_phase(
             await enqueue(aws, env, workload.bodies())
             enqueue_s = time.monotonic() - t_enq
             environ = worker_environ(env, workdir, workload, **(settings or {}))
+            calls0 = await moto_calls(env.moto_url)
             worker = await start_worker(environ, workdir / "worker.log")
             try:
                 spy = _start_profiler(worker.pid, profile_to) if profile_to else None
@@ -96,6 +101,7 @@ async def run_worker_phase(
                 await collector.settle(1.0)
                 left = await _wait_queue_empty(aws, env.requests_queue_url, 10.0)
                 counters = await control.counters()
+                calls = calls_between(calls0, await moto_calls(env.moto_url), WORKER_KEY)
             finally:
                 await stop_worker(worker)
     verdict = verify(
@@ -130,6 +136,8 @@ async def run_worker_phase(
         "hist_receive_to_start_p99_ms": round(1000 * hist.quantile(0.99), 1),
         "results_receive_to_created_p50_ms": round(1000 * percentile(r2c, 0.5), 1),
         "results_receive_to_created_p99_ms": round(1000 * percentile(r2c, 0.99), 1),
+        "aws_calls": calls,
+        "aws_calls_per_request": round(sum(calls.values()) / workload.n, 3),
     }
 
 
@@ -164,7 +172,8 @@ async def run_baseline_phase(
                 "--within",
                 str(within),
             ]
-            environ = {**os.environ, **env.env()}
+            environ = {**os.environ, **env.env(), "AWS_ACCESS_KEY_ID": BASELINE_KEY}
+            calls0 = await moto_calls(env.moto_url)
             proc = await anyio.open_process(cmd, env=environ, stdout=subprocess.PIPE)
             collector = ResultsCollector(aws, env.results_queue_url, workload.n)
             t0 = time.monotonic()
@@ -177,6 +186,7 @@ async def run_baseline_phase(
             await collector.settle(1.0)
             left = await _wait_queue_empty(aws, env.requests_queue_url, 10.0)
             counters = await control.counters()
+            calls = calls_between(calls0, await moto_calls(env.moto_url), BASELINE_KEY)
     report = json.loads(out.decode().strip().splitlines()[-1])
     verdict = verify(workload, collector, counters, requests_left=left)
     return {
@@ -187,6 +197,8 @@ async def run_baseline_phase(
         "cpu_seconds": report["cpu_seconds"],
         "cpu_ms_per_request": round(1000 * report["cpu_seconds"] / workload.n, 3),
         "peak_rss_mib": round(report["peak_rss_bytes"] / 2**20, 1),
+        "aws_calls": calls,
+        "aws_calls_per_request": round(sum(calls.values()) / workload.n, 3),
     }
 
 
@@ -195,6 +207,24 @@ def _table(rows: list[tuple[str, Any, Any]]) -> str:
     lines = [f"{'':{w}}  {'worker':>12}  {'baseline':>12}"]
     lines += [f"{k:{w}}  {v!s:>12}  {b!s:>12}" for k, v, b in rows]
     return "\n".join(lines)
+
+
+def _calls_table(work: dict[str, Any], base: dict[str, Any]) -> str:
+    """AWS calls per request by operation, as counted by moto."""
+    wc, bc = work.get("aws_calls", {}), base.get("aws_calls", {})
+    n = work["requests"]
+    rows = [
+        (op, round(wc.get(op, 0) / n, 3), round(bc[op] / n, 3) if op in bc else "")
+        for op in sorted(set(wc) | set(bc))
+    ]
+    rows.append(
+        (
+            "AWS calls per request (moto)",
+            work["aws_calls_per_request"],
+            base.get("aws_calls_per_request", ""),
+        )
+    )
+    return _table(rows)
 
 
 async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
@@ -242,6 +272,7 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
         ),
     ]
     print(_table(rows))
+    print(_calls_table(work, base))
     if ratio is not None:
         print(f"worker CPU per request = {ratio} x baseline (target ≤ 1.5)")
     for p in work["problems"] + base.get("problems", []):

@@ -14,7 +14,10 @@ Promises:
 - ``stop()`` stops accepting, closes every open client connection, waits (bounded)
   for the connection threads and releases the port;
 - ``accepted_connections`` counts TCP connections accepted since start (tests use it
-  to prove keep-alive).
+  to prove keep-alive);
+- ``GET /_a2i_local/calls`` answers the AWS calls served so far, as JSON
+  ``{access_key_id: {"<service>.<operation>": count}}`` (S3 operations are named by
+  HTTP method): benchmarks judge "calls per request" by moto's count, not the client's.
 
 ``python -m a2i_worker.local.moto_server --port N`` runs the same server in its own
 process, prints ``MOTO_URL=<url>`` on stdout once it accepts connections, and exits on
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import re
 import signal
 import socket
 import sys
@@ -44,7 +49,7 @@ from werkzeug.serving import ThreadedWSGIServer
 
 from a2i_worker.local.moto_patches import apply_moto_patches
 
-__all__ = ["MotoServer", "main"]
+__all__ = ["CALLS_PATH", "MotoServer", "main"]
 
 log = structlog.get_logger(__name__)
 
@@ -211,6 +216,47 @@ class _SerializeDynamoDB:
             return list(self._app(environ, start_response))
 
 
+_CREDENTIAL = re.compile(r"Credential=([^/]*)/[^/]*/[^/]*/([^/]*)/")
+CALLS_PATH = "/_a2i_local/calls"
+
+
+class _CountCalls:
+    """WSGI middleware: counts every AWS call by access key id, service and operation.
+
+    JSON protocols name the operation in ``X-Amz-Target`` (``AmazonSQS.SendMessage``,
+    ``DynamoDB_20120810.PutItem``); the rest (S3 above all) are counted by HTTP method.
+    The service comes from the SigV4 credential scope. ``GET /_a2i_local/calls`` answers
+    the counts.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._calls: dict[str, dict[str, int]] = {}
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {key: dict(ops) for key, ops in self._calls.items()}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == CALLS_PATH:
+            body = json.dumps(self.snapshot()).encode()
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        match = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        key, service = match.groups() if match else ("anonymous", "unknown")
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        op = target.rpartition(".")[2] if target else str(environ.get("REQUEST_METHOD", "?"))
+        name = f"{service}.{op}"
+        with self._lock:
+            ops = self._calls.setdefault(key, {})
+            ops[name] = ops.get(name, 0) + 1
+        return self._app(environ, start_response)
+
+
 class _KeepAliveWSGIServer(ThreadedWSGIServer):
     """werkzeug's threaded server that tracks its connections and threads."""
 
@@ -223,7 +269,7 @@ class _KeepAliveWSGIServer(ThreadedWSGIServer):
         self.accepted_connections = 0
         self._lock = threading.Lock()
         self._open: dict[socket.socket, threading.Thread] = {}
-        app = _SerializeDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = _CountCalls(_SerializeDynamoDB(DomainDispatcherApplication(create_backend_app)))
         handler = _KeepAliveHandler if keep_alive else _ClosingHandler
         try:
             super().__init__(host, port, app, handler=handler)
