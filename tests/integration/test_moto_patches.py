@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -236,3 +238,46 @@ def test_lazy_receive_keeps_redrive_delay_and_in_flight_semantics() -> None:
 def test_unknown_patch_names_are_refused() -> None:
     with pytest.raises(ValueError, match="sqs-no-such-patch"):
         apply_moto_patches(["sqs-no-such-patch"])
+
+
+def test_concurrent_receives_and_deletes_lose_and_duplicate_nothing() -> None:
+    """The threaded server runs receives and deletes at once: every message must be
+    received exactly once and each delete must remove exactly its own message."""
+    apply_moto_patches()
+    backend = SQSBackend(REGION, DEFAULT_ACCOUNT_ID)
+    backend.create_queue("threads")
+    n = 2000
+    for i in range(n):
+        backend.send_message("threads", f"m{i}")
+    received: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def consume() -> None:
+        try:
+            while True:
+                got = backend.receive_message("threads", 10, 0, 300)
+                if not got:
+                    return
+                with lock:
+                    received.extend(m.body for m in got)
+                for m in got:
+                    assert m.receipt_handle is not None
+                    backend.delete_message("threads", m.receipt_handle)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=consume) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    assert len(received) == n
+    assert len(set(received)) == n  # no message delivered twice
+    assert backend.queues["threads"]._messages == []  # every delete removed its own message

@@ -140,30 +140,46 @@ def _send_message(
 
 
 def _delete_message(self: Queue, receipt_handle: str) -> None:
-    """moto 5.2.5 ``Queue.delete_message`` in one early-exit pass, no per-message lists."""
-    if receipt_handle in self.deleted_messages:
-        return  # already deleted: moto answers success again
-    messages = self._messages
-    index = next(
-        (
-            i
-            for i, m in enumerate(messages)
-            if m.receipt_handle == receipt_handle or receipt_handle in m._old_receipt_handles
-        ),
-        -1,
-    )
-    if index < 0:
-        raise ReceiptHandleIsInvalid()
-    message = messages[index]
-    # Receipt handles are unique, so exactly this message had it (moto removes "all").
-    del messages[index]
-    self.pending_messages.discard(message)
-    self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
+    """moto 5.2.5 ``Queue.delete_message`` in one early-exit pass, no per-message lists.
+
+    Under :data:`_SQS_LOCK`: the threaded server runs deletes concurrently, and a delete
+    that found its message at index i must still find it there when it removes it.
+    """
+    with _SQS_LOCK:
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: moto answers success again
+        messages = self._messages
+        index = next(
+            (
+                i
+                for i, m in enumerate(messages)
+                if m.receipt_handle == receipt_handle or receipt_handle in m._old_receipt_handles
+            ),
+            -1,
+        )
+        if index < 0:
+            raise ReceiptHandleIsInvalid()
+        # Receipt handles are unique, so exactly this message had it (moto removes "all").
+        message = messages.pop(index)
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
 
 
 def _visible_messages(queue: Queue) -> Iterator[Message]:
     """``queue.messages`` (visible, not delayed), evaluated lazily over a snapshot."""
     return (m for m in list(queue._messages) if m.visible and not m.delayed)
+
+
+#: Serialises the patched receive scans and deletes across the server's threads: real
+#: SQS hides a received message from every other receiver, and a delete removes exactly
+#: its own message. moto 5.2.5 takes no lock, so two threads could both receive one
+#: message, or a delete could remove the wrong one after another delete shifted the list.
+_SQS_LOCK = threading.RLock()
+
+
+def _pending_groups(queue: Queue) -> set[str]:
+    """``queue.pending_message_groups`` over a snapshot (``list(set)`` holds the GIL)."""
+    return {m.group_id for m in list(queue.pending_messages) if m.group_id is not None}
 
 
 def _receive_message(
@@ -174,9 +190,12 @@ def _receive_message(
     visibility_timeout: int,
     message_attribute_names: list[str] | None = None,
 ) -> list[Message]:
-    """moto 5.2.5 ``SQSBackend.receive_message``; the only change: the visible messages
+    """moto 5.2.5 ``SQSBackend.receive_message``; two changes: the visible messages
     are produced lazily, so a receive stops scanning once it has ``count`` messages
-    instead of checking the clock twice for every message in the queue first."""
+    instead of checking the clock twice for every message in the queue first; and the
+    pending message groups are read from a snapshot of the pending set (moto iterates
+    the live set, which another server thread may change meanwhile: "Set changed size
+    during iteration", a 500 for the client)."""
     if message_attribute_names is None:
         message_attribute_names = []
     queue = self.get_queue(queue_name)
@@ -184,50 +203,51 @@ def _receive_message(
     previous_result_count = len(result)
 
     polling_end = unix_time() + wait_seconds_timeout
-    currently_pending_groups = deepcopy(queue.pending_message_groups)
+    currently_pending_groups = _pending_groups(queue)
 
     while True:
         if result or (wait_seconds_timeout and unix_time() > polling_end):
             break
 
-        messages_to_dlq: list[Message] = []
+        with _SQS_LOCK:  # one receive at a time marks messages received
+            messages_to_dlq: list[Message] = []
 
-        for message in _visible_messages(queue):
-            if not message.visible:
-                continue
+            for message in _visible_messages(queue):
+                if not message.visible:
+                    continue
 
-            if message in queue.pending_messages:
-                queue.pending_messages.remove(message)
-                currently_pending_groups = deepcopy(queue.pending_message_groups)
+                if message in queue.pending_messages:
+                    queue.pending_messages.discard(message)
+                    currently_pending_groups = _pending_groups(queue)
 
-            if (
-                message.group_id
-                and queue.fifo_queue
-                and message.group_id in currently_pending_groups
-            ):
-                continue
+                if (
+                    message.group_id
+                    and queue.fifo_queue
+                    and message.group_id in currently_pending_groups
+                ):
+                    continue
 
-            if (
-                queue.dead_letter_queue is not None
-                and queue.redrive_policy
-                and message.approximate_receive_count >= queue.redrive_policy["maxReceiveCount"]
-            ):
-                messages_to_dlq.append(message)
-                continue
+                if (
+                    queue.dead_letter_queue is not None
+                    and queue.redrive_policy
+                    and message.approximate_receive_count >= queue.redrive_policy["maxReceiveCount"]
+                ):
+                    messages_to_dlq.append(message)
+                    continue
 
-            queue.pending_messages.add(message)
-            message.mark_received(visibility_timeout=visibility_timeout)
-            message_copy = deepcopy(message)
-            _filter_message_attributes(message_copy, message_attribute_names)
-            if not self.is_message_valid_based_on_retention_period(queue_name, message):
-                break
-            result.append(message_copy)
-            if len(result) >= count:
-                break
+                queue.pending_messages.add(message)
+                message.mark_received(visibility_timeout=visibility_timeout)
+                message_copy = deepcopy(message)
+                _filter_message_attributes(message_copy, message_attribute_names)
+                if not self.is_message_valid_based_on_retention_period(queue_name, message):
+                    break
+                result.append(message_copy)
+                if len(result) >= count:
+                    break
 
-        for message in messages_to_dlq:
-            queue._messages.remove(message)
-            queue.dead_letter_queue.add_message(message)  # type: ignore[union-attr]
+            for message in messages_to_dlq:
+                queue._messages.remove(message)
+                queue.dead_letter_queue.add_message(message)  # type: ignore[union-attr]
 
         if previous_result_count == len(result):
             if wait_seconds_timeout == 0:
