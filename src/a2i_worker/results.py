@@ -274,14 +274,16 @@ class Publisher:
             return
         failed = {f["Id"] for f in resp.get("Failed", [])}
         retry: list[LedgerRecord] = []
-        for s in resp.get("Successful", []):
-            rec = records[int(s["Id"])]
-            assert rec.result_id is not None
-            try:
-                await self._ledger.mark_published(rec.request_id, rec.result_id)
-            except Exception as exc:
-                # SQS has it; if the ledger write is lost we republish the same result_id.
-                log.warning("marking published failed", error=classify(exc).code)
+        sent = [records[int(s["Id"])] for s in resp.get("Successful", [])]
+        try:
+            # One ledger round trip for the whole batch.
+            await self._ledger.mark_published_many(
+                [(rec.request_id, str(rec.result_id)) for rec in sent]
+            )
+        except Exception as exc:
+            # SQS has them; if the ledger write is lost we republish the same result_ids.
+            log.warning("marking published failed", error=classify(exc).code, n=len(sent))
+        for rec in sent:
             self.published += 1
             if self._metrics:
                 self._metrics.results_published.inc()

@@ -29,8 +29,10 @@ from a2i_worker.budget_store import BudgetStore, budget_store_for
 from a2i_worker.classify import ErrorKind, classify
 from a2i_worker.errors import PermanentError, TransientError
 from a2i_worker.intake import SqsMessage, Verdict
+from a2i_worker.ledger import transitions
 from a2i_worker.ledger.protocol import (
     TERMINAL_LOOP_STATUSES,
+    Claim,
     ClaimOutcome,
     Ledger,
     LedgerRecord,
@@ -146,10 +148,27 @@ class RequestProcessor:
         except PermanentError as exc:
             return await self._reject_valid(msg, req, exc, bound)
         fingerprint = request_fingerprint(req)
+        # Decide first, so that a new request is stored with its decision in one ledger
+        # write (STARTING or DONE). Not on budgeted routes: their counters are taken only
+        # for a claimed request. A redelivered message is decided again for nothing (its
+        # stored record wins); a decision that fails becomes a rejection after the claim.
+        decided: _Decision | PermanentError | None = None
+        first_write: Callable[[LedgerRecord], LedgerRecord | None] | None = None
+        if route.budget is None:
+            decided = await self._decide_or_error(req, route)
+            if isinstance(decided, _Decision):
+                first_write = self._first_write(decided)
         try:
             claim = await self._ledger.claim(
-                req.request_id, fingerprint, route=route.name, received_at=received_at
+                req.request_id,
+                fingerprint,
+                route=route.name,
+                received_at=received_at,
+                then=first_write,
             )
+        except PermanentError as exc:  # the decided record cannot be stored (item size)
+            decided = exc
+            claim = await self._claim_plain(req, fingerprint, route, received_at)
         except Exception as exc:
             raise TransientError(f"ledger claim failed: {classify(exc).code}") from exc
         record = claim.record
@@ -160,6 +179,18 @@ class RequestProcessor:
                 "use a new request_id for a new request",
             )
             return await self._reject_duplicate(msg, req, err, fingerprint, bound)
+        if claim.outcome is ClaimOutcome.NEW and record.phase is Phase.DONE:
+            assert isinstance(decided, _Decision)
+            self._publisher.notify(record)
+            _log_finished_without_loop(bound, decided)
+            return Verdict.DELETE
+        if claim.outcome is ClaimOutcome.NEW and record.phase is Phase.STARTING:
+            assert record.loop_name is not None
+            assert record.payload is not None
+            bound = bound.bind(loop_name=record.loop_name)
+            return await self._start_and_record(
+                req.request_id, record.loop_name, record.payload, bound, received_at
+            )
         if claim.outcome is ClaimOutcome.EXISTING and record.phase in (
             Phase.OPEN,
             Phase.DONE,
@@ -170,11 +201,59 @@ class RequestProcessor:
         if claim.outcome is ClaimOutcome.EXISTING and record.phase is Phase.STARTING:
             return await self._resume_starting(record, bound, received_at)
 
-        # Phase RECEIVED (new, or a crash before a decision was recorded): decide.
+        # Phase RECEIVED: new on a budgeted route, a decision that failed, or a crash
+        # before a decision was recorded.
+        if decided is None:
+            decided = await self._decide_or_error(req, route)
+        if isinstance(decided, PermanentError):
+            return await self._reject_claimed(msg, record, req, decided, bound)
+        if not decided.review:
+            return await self._finish_without_loop(record, decided, bound)
+        if route.budget is not None and route.name is not None:
+            spent = await self._take_budget(msg, req, route, record, decided, bound)
+            if spent is not None:
+                return spent
+        name = decided.loop_name
+        try:
+            ok = await self._ledger.mark_starting(
+                req.request_id,
+                expected=[Phase.RECEIVED],
+                attempt=1,
+                loop_name=name,
+                decision=decided.decision,
+                context=decided.context,
+                payload=decided.payload,
+                next_check_at=self._clock() + self._cfg.starting_grace,
+            )
+        except PermanentError as exc:  # e.g. the input cannot be stored (ledger item size)
+            return await self._reject_claimed(msg, record, req, exc, bound)
+        if not ok:
+            # Another worker moved it on (redelivery raced us): look again next time.
+            bound.info("record moved on concurrently; will re-check on redelivery")
+            return Verdict.RETRY
+        bound = bound.bind(loop_name=name)
+        return await self._start_and_record(
+            req.request_id, name, decided.payload, bound, received_at
+        )
+
+    async def _claim_plain(
+        self, req: ReviewRequest, fingerprint: str, route: Route, received_at: datetime
+    ) -> Claim:
+        try:
+            return await self._ledger.claim(
+                req.request_id, fingerprint, route=route.name, received_at=received_at
+            )
+        except Exception as exc:
+            raise TransientError(f"ledger claim failed: {classify(exc).code}") from exc
+
+    async def _decide_or_error(
+        self, req: ReviewRequest, route: Route
+    ) -> _Decision | PermanentError:
+        """Load the input and run the route's rules (pure but for an S3 read)."""
         try:
             input_content = await self._load_input(req)
         except PermanentError as exc:
-            return await self._reject_claimed(msg, record, req, exc, bound)
+            return exc
         prediction = req.prediction if req.has_prediction else json.loads(input_content)
         rules = route.rules
         decision = evaluate(rules, prediction, request_id=req.request_id) if rules else None
@@ -193,48 +272,59 @@ class RequestProcessor:
                 ],
             }
         )
-        decided_at = self._clock()
         context = {
             "request_id": req.request_id,
             "prediction": prediction,
             "metadata": req.metadata,
-            "decided_at": decided_at.isoformat(),
+            "decided_at": self._clock().isoformat(),
             "flow_definition_arn": route.flow_definition_arn,
             "shadow": route.shadow,
         }
-        if not activated or route.shadow:
-            rec = replace(record, decision=decision_json, context=context)
-            return await self._finish_without_loop(rec, decision_json, bound)
-        if route.budget is not None and route.name is not None:
-            spent = await self._take_budget(msg, req, route, record, decision_json, context, bound)
-            if spent is not None:
-                return spent
-
-        payload = StartPayload(
-            flow_definition_arn=route.flow_definition_arn,
-            input_content=input_content,
-            content_classifiers=tuple(route.content_classifiers),
+        return _Decision(
+            decision=decision_json,
+            context=context,
+            review=activated and not route.shadow,
+            loop_name=loop_name(route.flow_definition_arn, req.request_id, 1),
+            payload=StartPayload(
+                flow_definition_arn=route.flow_definition_arn,
+                input_content=input_content,
+                content_classifiers=tuple(route.content_classifiers),
+            ),
         )
-        name = loop_name(route.flow_definition_arn, req.request_id, 1)
-        try:
-            ok = await self._ledger.mark_starting(
-                req.request_id,
-                expected=[Phase.RECEIVED],
-                attempt=1,
-                loop_name=name,
-                decision=decision_json,
-                context=context,
-                payload=payload,
-                next_check_at=self._clock() + self._cfg.starting_grace,
-            )
-        except PermanentError as exc:  # e.g. the input cannot be stored (ledger item size)
-            return await self._reject_claimed(msg, record, req, exc, bound)
-        if not ok:
-            # Another worker moved it on (redelivery raced us): look again next time.
-            bound.info("record moved on concurrently; will re-check on redelivery")
-            return Verdict.RETRY
-        bound = bound.bind(loop_name=name)
-        return await self._start_and_record(req.request_id, name, payload, bound, received_at)
+
+    def _first_write(self, decided: _Decision) -> Callable[[LedgerRecord], LedgerRecord | None]:
+        """The pure transition a new record goes through before it is first stored."""
+        now = self._clock()
+        if not decided.review:
+            return lambda r: self._not_activated(r, decided, now)
+        return lambda r: transitions.start(
+            r,
+            expected=[Phase.RECEIVED],
+            attempt=1,
+            loop_name=decided.loop_name,
+            decision=decided.decision,
+            context=decided.context,
+            payload=decided.payload,
+            next_check_at=now + self._cfg.starting_grace,
+            now=now,
+        )
+
+    @staticmethod
+    def _not_activated(
+        record: LedgerRecord, decided: _Decision, now: datetime, reason: str | None = None
+    ) -> LedgerRecord | None:
+        """RECEIVED -> DONE with a not_activated result (None from any other phase)."""
+        shown = replace(record, decision=decided.decision, context=decided.context)
+        res_id, result = make_result(shown, Outcome.NOT_ACTIVATED, now=now, reason=reason)
+        done = transitions.store_result(
+            record,
+            expected=[Phase.RECEIVED],
+            result=result,
+            result_id=res_id,
+            decision=decided.decision,
+            now=now,
+        )
+        return done  # the context went into the result; the record does not keep it
 
     async def _take_budget(
         self,
@@ -242,8 +332,7 @@ class RequestProcessor:
         req: ReviewRequest,
         route: Route,
         record: LedgerRecord,
-        decision_json: dict[str, Any],
-        context: dict[str, Any],
+        decided: _Decision,
         bound: Any,
     ) -> str | None:
         """Take one loop from the route's budget; ``None`` = go on and start the loop,
@@ -257,7 +346,7 @@ class RequestProcessor:
         wins = windows(name, budget, now)
         try:
             full = await self._budget_store.take(wins)
-            fired = [str(f.get("path", "")) for f in decision_json.get("fired", [])]
+            fired = [str(f.get("path", "")) for f in decided.decision.get("fired", [])]
             action = budget_action(budget, spent=full is not None, fired_paths=fired)
             if action is BudgetAction.START and full is not None:
                 await self._budget_store.take(wins, force=True)  # an 'always' condition fired
@@ -299,10 +388,11 @@ class RequestProcessor:
         if action is BudgetAction.REJECT:
             err = PermanentError("budget_exhausted", f"{what}; the request was not reviewed")
             return await self._reject_claimed(msg, record, req, err, bound)
-        decided = {**decision_json, "activated": False}
-        rec = replace(record, decision=decided, context=context)
         return await self._finish_without_loop(
-            rec, decided, bound, reason=f"budget: {what}; only 'always' conditions start loops"
+            record,
+            replace(decided, decision={**decided.decision, "activated": False}),
+            bound,
+            reason=f"budget: {what}; only 'always' conditions start loops",
         )
 
     async def _requeue_deferred(self, msg: SqsMessage, seconds: int, bound: Any) -> str:
@@ -405,28 +495,21 @@ class RequestProcessor:
     async def _finish_without_loop(
         self,
         record: LedgerRecord,
-        decision_json: dict[str, Any],
+        decided: _Decision,
         bound: Any,
         *,
         reason: str | None = None,
     ) -> str:
-        res_id, result = make_result(
-            record, Outcome.NOT_ACTIVATED, now=self._clock(), reason=reason
-        )
-        ok = await self._ledger.store_result(
+        done = self._not_activated(record, decided, self._clock(), reason)
+        if done is not None and await self._ledger.store_result(
             record.request_id,
             expected=[Phase.RECEIVED],
-            result=result,
-            result_id=res_id,
-            decision=decision_json,
-        )
-        if ok:
-            self._notify(record, res_id, result)
-        bound.info(
-            "not activated" if not (record.context or {}).get("shadow") else "shadow decision",
-            activated=decision_json.get("activated"),
-            conditions=[f.get("condition_type") for f in decision_json.get("fired", [])],
-        )
+            result=done.result or {},
+            result_id=str(done.result_id),
+            decision=decided.decision,
+        ):
+            self._publisher.notify(done)
+        _log_finished_without_loop(bound, decided)
         return Verdict.DELETE
 
     async def _load_input(self, req: ReviewRequest) -> str:
@@ -635,6 +718,25 @@ class RequestProcessor:
     def _notify(self, record: LedgerRecord, res_id: str, result: dict[str, Any]) -> None:
         """Hand a freshly stored result to the publisher (no second ledger read)."""
         self._publisher.notify(replace(record, phase=Phase.DONE, result=result, result_id=res_id))
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the rules decided for one request, before anything is stored."""
+
+    decision: dict[str, Any]
+    context: dict[str, Any]
+    review: bool  # start a loop: activated and the route is not in shadow mode
+    loop_name: str
+    payload: StartPayload
+
+
+def _log_finished_without_loop(bound: Any, decided: _Decision) -> None:
+    bound.info(
+        "shadow decision" if decided.context.get("shadow") else "not activated",
+        activated=decided.decision.get("activated"),
+        conditions=[f.get("condition_type") for f in decided.decision.get("fired", [])],
+    )
 
 
 def _rejection_key(kind: str, *parts: str) -> str:

@@ -6,12 +6,15 @@ Judged by the emulator's counters and the results queue, never by the worker's w
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 from harness import running_worker
 
 from a2i_emulator.control import EmulatorControl
+from a2i_worker.local import LocalStack
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
 from helpers import wait_until
@@ -145,3 +148,38 @@ async def test_bad_messages_are_each_rejected_with_a_reason(
     ok = [r for r in h.results.deliveries if r["request_id"] == "req-0002"]
     assert ok
     assert ok[0]["outcome"] == "not_activated"
+
+
+async def test_an_input_too_large_for_the_dynamodb_ledger_is_rejected_not_lost(
+    stack: LocalStack, emulator: EmulatorControl, tmp_path: Path
+) -> None:
+    """The first ledger write carries the decision and the input: when DynamoDB cannot
+    hold it, the request is still claimed and rejected with a reason; the rest go on."""
+    await _fast_reviewers(emulator)
+    env = await stack.provision(f"big-{uuid.uuid4().hex[:8]}", dynamodb_ledger=True)
+    noise = os.urandom(600_000).hex()  # 1.2M characters, compresses only 2:1: > 400 KB item
+    key = "inputs/big.json"
+    big = {
+        "request_id": "req-0000",
+        "route": "main",
+        "input_s3_uri": f"s3://{env.output_bucket}/{key}",
+    }
+    bodies = [big, _req(1, 0.1), _req(2, 0.95)]
+    async with running_worker(env, tmp_path, ledger_url=f"dynamodb://{env.ledger_table}") as h:
+        await h.aws.s3.put_object(
+            Bucket=env.output_bucket,
+            Key=key,
+            Body=json.dumps({"confidence": 0.1, "blob": noise}).encode(),
+        )
+        await h.send(bodies)
+        await h.results.wait_for(3, within=60)
+        await wait_until(lambda: _requests_queue_empty(h), 30, message="requests drained")
+    by_req = h.results.by_request
+    assert {rid: [r["outcome"] for r in rs] for rid, rs in by_req.items()} == {
+        "req-0000": ["rejected"],
+        "req-0001": ["completed"],
+        "req-0002": ["not_activated"],
+    }
+    assert by_req["req-0000"][0]["rejection_code"] == "ledger_item_too_large"
+    counters = await emulator.counters()
+    assert counters["loops_total"] == 1

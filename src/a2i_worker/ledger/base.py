@@ -144,6 +144,9 @@ class TransitionLedger(ABC):
         )[1]
         return new is not None
 
+    async def mark_published_many(self, items: Sequence[tuple[str, str]]) -> int:
+        return sum([await self.mark_published(rid, res_id) for rid, res_id in items])
+
     async def reschedule(self, request_id: str, next_check_at: datetime) -> None:
         await self._transition(
             request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())

@@ -511,6 +511,17 @@ class DynamoDbLedger(TransitionLedger):
 
     # -- transitions ----------------------------------------------------------------
 
+    async def mark_published_many(self, items: Sequence[tuple[str, str]]) -> int:
+        """One conditional UpdateItem per record, concurrently (a batch holds ten)."""
+        outcomes = await asyncio.gather(
+            *(self.mark_published(rid, res_id) for rid, res_id in items),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return sum(1 for outcome in outcomes if outcome is True)
+
     async def claim(
         self,
         request_id: str,
@@ -518,15 +529,21 @@ class DynamoDbLedger(TransitionLedger):
         *,
         route: str | None,
         received_at: datetime,
+        then: Callable[[LedgerRecord], LedgerRecord | None] | None = None,
     ) -> Claim:
         record = transitions.new_record(
             request_id, fingerprint, route=route, received_at=received_at
         )
+        if then is not None:
+            record = then(record) or record
+        row = await self._full_row(record, with_input=True)
+        if record.payload is not None or record.result is not None:
+            self._check_size(row)
         try:
             await self._call(
                 lambda: self._client.put_item(
                     TableName=self.table_name,
-                    Item=_to_item(self._row(record, with_input=True)),
+                    Item=_to_item(row),
                     ConditionExpression="attribute_not_exists(request_id)",
                 )
             )
@@ -537,5 +554,7 @@ class DynamoDbLedger(TransitionLedger):
             return Claim(ClaimOutcome.NEW, record)
         existing = await self.get(request_id)
         if existing is None:  # deleted by TTL in between: claim again from scratch
-            return await self.claim(request_id, fingerprint, route=route, received_at=received_at)
+            return await self.claim(
+                request_id, fingerprint, route=route, received_at=received_at, then=then
+            )
         return Claim(transitions.claim_outcome(existing, fingerprint), existing)

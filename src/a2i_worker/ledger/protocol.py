@@ -14,7 +14,7 @@ read back is UTC, exact to the microsecond.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -82,7 +82,7 @@ class LedgerRecord:
 
 
 class ClaimOutcome(enum.StrEnum):
-    NEW = "new"  # record created in phase RECEIVED, caller owns it
+    NEW = "new"  # record created (RECEIVED, or as claim(then=...) made it): caller owns it
     EXISTING = "existing"  # same request_id and fingerprint: resume from record.phase
     MISMATCH = "mismatch"  # same request_id, different content: reject
 
@@ -124,7 +124,16 @@ class Ledger(Protocol):
         *,
         route: str | None,
         received_at: datetime,
-    ) -> Claim: ...
+        then: Callable[[LedgerRecord], LedgerRecord | None] | None = None,
+    ) -> Claim:
+        """Create the request's record (phase RECEIVED) unless ``request_id`` exists.
+
+        ``then``: a pure transition (see :mod:`a2i_worker.ledger.transitions`) applied to
+        the new record before it is stored, so a request decided before its first claim
+        is stored with its decision in one write (``start`` -> STARTING, ``store_result``
+        -> DONE). NEW returns the record as stored; EXISTING / MISMATCH return the stored
+        record untouched (``then`` is not applied to it).
+        """
 
     async def get(self, request_id: str) -> LedgerRecord | None: ...
 
@@ -187,6 +196,11 @@ class Ledger(Protocol):
         """Move to DONE with the final result (outbox). Refused from DONE/PUBLISHED."""
 
     async def mark_published(self, request_id: str, result_id: str) -> bool: ...
+
+    async def mark_published_many(self, items: Sequence[tuple[str, str]]) -> int:
+        """:meth:`mark_published` for ``(request_id, result_id)`` pairs (one batch of
+        results sent together); returns how many moved to PUBLISHED. A backend may do it
+        in one round trip; each record is still its own conditional transition."""
 
     async def reschedule(self, request_id: str, next_check_at: datetime) -> None: ...
 

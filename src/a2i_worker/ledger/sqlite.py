@@ -16,6 +16,7 @@ the last transactions before the WAL is synced, never corrupts the file. Pass
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from a2i_worker.ledger.protocol import (
     Claim,
     ClaimOutcome,
     LedgerRecord,
+    LoopUpdate,
     Phase,
 )
 
@@ -115,6 +117,34 @@ def _transition_sync(
         if conn.execute(sql, [*changes.values(), old.request_id, old.version]).rowcount == 1:
             return old, new
     raise TransientError(f"ledger: too much contention on one record ({_MAX_RETRIES} tries)")
+
+
+def _update_by_loop_sync(
+    conn: sqlite3.Connection,
+    loop_name: str,
+    step: Callable[[LedgerRecord], LedgerRecord | None],
+) -> LedgerRecord | None:
+    current = _get_sync(conn, " WHERE loop_name = ? LIMIT 1", (loop_name,))
+    if current is None:
+        return None
+    return _transition_sync(conn, current.request_id, step)[1]
+
+
+def _publish_many_sync(
+    conn: sqlite3.Connection,
+    steps: Sequence[tuple[str, Callable[[LedgerRecord], LedgerRecord | None]]],
+) -> int:
+    """Every step in one transaction (one commit instead of one per record)."""
+    published = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for request_id, step in steps:
+            published += _transition_sync(conn, request_id, step)[1] is not None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return published
 
 
 def _utcnow() -> datetime:
@@ -289,6 +319,25 @@ class SqliteLedger(TransitionLedger):
     async def get_by_loop(self, loop_name: str) -> LedgerRecord | None:
         return await self._on_db_thread(_get_sync, " WHERE loop_name = ? LIMIT 1", (loop_name,))
 
+    async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
+        """Find the loop's record and apply the update in one hop to the db thread."""
+        now = self._clock()
+        return await self._on_db_thread(
+            _update_by_loop_sync,
+            update.loop_name,
+            lambda r: transitions.apply_update(r, update, now=now),
+        )
+
+    async def mark_published_many(self, items: Sequence[tuple[str, str]]) -> int:
+        if not items:
+            return 0
+        now = self._clock()
+        steps = [
+            (rid, functools.partial(transitions.publish, result_id=res_id, now=now))
+            for rid, res_id in items
+        ]
+        return await self._on_db_thread(_publish_many_sync, steps)
+
     async def due_for_check(self, now: datetime, limit: int) -> list[LedgerRecord]:
         return await self._records(
             _SELECT + " WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
@@ -336,11 +385,17 @@ class SqliteLedger(TransitionLedger):
         *,
         route: str | None,
         received_at: datetime,
+        then: Callable[[LedgerRecord], LedgerRecord | None] | None = None,
     ) -> Claim:
         record = transitions.new_record(
             request_id, fingerprint, route=route, received_at=received_at
         )
-        row = codec.to_row(record)
+        if then is not None:
+            record = then(record) or record
+        if codec.off_loop(record):
+            row = await asyncio.to_thread(codec.to_row, record)
+        else:
+            row = codec.to_row(record)
         sql = (
             f"INSERT INTO records ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"  # noqa: S608
             " ON CONFLICT(request_id) DO NOTHING"

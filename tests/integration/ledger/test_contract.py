@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from a2i_worker.ledger import transitions
 from a2i_worker.ledger.protocol import (
     ClaimOutcome,
     Ledger,
@@ -98,6 +99,88 @@ async def test_claim_new_existing_mismatch(ledger: Ledger) -> None:
     other = await ledger.claim("r1", "fp-other", route="invoices", received_at=T0)
     assert other.outcome is ClaimOutcome.MISMATCH
     assert other.record.fingerprint == "fp"
+
+
+async def test_first_claim_can_store_the_decision_in_the_same_write(ledger: Ledger) -> None:
+    def start(r: LedgerRecord) -> LedgerRecord | None:
+        return transitions.start(
+            r,
+            expected=[Phase.RECEIVED],
+            attempt=1,
+            loop_name="loop-r1-1",
+            decision={"activated": True},
+            context={"metadata": {"k": "v"}},
+            payload=payload(),
+            next_check_at=T0 + timedelta(minutes=5),
+            now=T0,
+        )
+
+    first = await ledger.claim("r1", "fp", route="invoices", received_at=T0, then=start)
+    assert first.outcome is ClaimOutcome.NEW
+    stored = await ledger.get("r1")
+    assert stored == first.record
+    assert (stored.phase, stored.loop_name, stored.payload, stored.route) == (
+        Phase.STARTING,
+        "loop-r1-1",
+        payload(),
+        "invoices",
+    )
+    assert [r.request_id for r in await ledger.due_for_check(T0 + timedelta(hours=1), 10)] == ["r1"]
+    # a second claim returns the stored record untouched, whatever ``then`` would do
+    again = await ledger.claim(
+        "r1",
+        "fp",
+        route="invoices",
+        received_at=T0,
+        then=lambda r: transitions.store_result(
+            r, expected=[Phase.RECEIVED], result={}, result_id="x", decision=None, now=T0
+        ),
+    )
+    assert (again.outcome, again.record) == (ClaimOutcome.EXISTING, stored)
+    assert await ledger.unpublished(10) == []
+
+
+async def test_first_claim_can_store_a_result_for_the_outbox(ledger: Ledger) -> None:
+    def done(r: LedgerRecord) -> LedgerRecord | None:
+        return transitions.store_result(
+            r,
+            expected=[Phase.RECEIVED],
+            result={"outcome": "not_activated"},
+            result_id="res-r1",
+            decision={"activated": False},
+            now=T0,
+        )
+
+    claim = await ledger.claim("r1", "fp", route=None, received_at=T0, then=done)
+    assert (claim.outcome, claim.record.phase, claim.record.result_id) == (
+        ClaimOutcome.NEW,
+        Phase.DONE,
+        "res-r1",
+    )
+    assert [r.request_id for r in await ledger.unpublished(10)] == ["r1"]
+
+
+async def test_mark_published_many_moves_only_matching_results(ledger: Ledger) -> None:
+    for rid in ("r1", "r2", "r3"):
+        await received(ledger, rid)
+        assert await ledger.store_result(
+            rid, expected=[Phase.RECEIVED], result={"outcome": "x"}, result_id=f"res-{rid}"
+        )
+    await received(ledger, "r4")  # not DONE: refused
+    assert await ledger.mark_published_many([]) == 0
+    moved = await ledger.mark_published_many(
+        [("r1", "res-r1"), ("r2", "wrong-id"), ("r3", "res-r3"), ("r4", "res-r4"), ("r9", "x")]
+    )
+    assert moved == 2
+    phases = {rid: (await ledger.get(rid)).phase for rid in ("r1", "r2", "r3", "r4")}  # type: ignore[union-attr]
+    assert phases == {
+        "r1": Phase.PUBLISHED,
+        "r2": Phase.DONE,
+        "r3": Phase.PUBLISHED,
+        "r4": Phase.RECEIVED,
+    }
+    assert [r.request_id for r in await ledger.unpublished(10)] == ["r2"]
+    assert await ledger.mark_published_many([("r1", "res-r1")]) == 0  # idempotent
 
 
 async def test_datetimes_come_back_aware_utc_and_exact(ledger: Ledger) -> None:

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from a2i_worker.errors import ConfigError, PermanentError
+from a2i_worker.ledger import transitions
 from a2i_worker.ledger.dynamodb import (
     MAX_ITEM_BYTES,
     TABLE_DEFINITION,
     DynamoDbLedger,
     create_table,
 )
-from a2i_worker.ledger.protocol import Phase, StartPayload
+from a2i_worker.ledger.protocol import ClaimOutcome, LedgerRecord, Phase, StartPayload
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -78,6 +79,33 @@ async def test_incompressible_large_input_is_a_permanent_error(
     assert await ledger.store_result(
         "r1", expected=[Phase.RECEIVED], result={"outcome": "rejected"}, result_id="x"
     )
+
+
+async def test_a_first_claim_too_large_to_store_writes_nothing(
+    dynamodb_client: Any, table_name: str
+) -> None:
+    ledger = DynamoDbLedger(table_name, dynamodb_client)
+    await ledger.open()
+    noise = os.urandom(MAX_ITEM_BYTES).hex()
+
+    def start(r: LedgerRecord) -> LedgerRecord | None:
+        return transitions.start(
+            r,
+            expected=[Phase.RECEIVED],
+            attempt=1,
+            loop_name="l1",
+            decision=None,
+            context=None,
+            payload=StartPayload("arn:flow", noise),
+            next_check_at=T0,
+            now=T0,
+        )
+
+    with pytest.raises(PermanentError) as info:
+        await ledger.claim("r1", "fp", route=None, received_at=T0, then=start)
+    assert info.value.code == "ledger_item_too_large"
+    assert await ledger.get("r1") is None  # the plain claim after it starts from scratch
+    assert (await ledger.claim("r1", "fp", route=None, received_at=T0)).outcome is ClaimOutcome.NEW
 
 
 async def test_items_carry_sparse_index_keys_and_ttl(dynamodb_client: Any, table_name: str) -> None:
