@@ -526,6 +526,12 @@ class Emulator:
             "outputs_written": self.publisher.counters.outputs_written,
             "output_errors": self.publisher.counters.output_errors,
             "scheduled": len(self.scheduler),
+            # tokens in each rate-limited operation's bucket, read with the counters above
+            "rate_tokens": {
+                op: round(tokens, 3)
+                for op in OPERATIONS
+                if (tokens := self.quotas.tokens(op)) is not None
+            },
         }
         out["operations"]["StartHumanLoop"]["idempotent_repeats"] = store.idempotent_repeats
         if detail:

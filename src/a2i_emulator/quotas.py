@@ -117,6 +117,12 @@ class Quotas:
         else:
             bucket.configure(spec)
 
+    def tokens(self, operation: str) -> float | None:
+        """Tokens in ``operation``'s bucket now (``None``: unlimited); for benchmarks, which
+        correct goodput for what the bucket held at the start and end of a window."""
+        bucket = self._buckets.get(operation)
+        return None if bucket is None else bucket.tokens
+
     def rate(self, operation: str) -> RateSpec | None:
         bucket = self._buckets.get(operation)
         return None if bucket is None else bucket.spec

@@ -206,6 +206,18 @@ async def test_throttling_and_step_changes(
         await a2i.describe_human_loop(HumanLoopName="t")
     counters = await control.counters()
     assert counters["operations"]["DescribeHumanLoop"]["throttled"] >= 1
+    assert "DescribeHumanLoop" not in counters["rate_tokens"]  # unlimited again
+
+
+async def test_counters_report_the_rate_buckets_tokens(
+    a2i: AugmentedAIRuntimeClient, control: EmulatorControl, flow_arn: str
+) -> None:
+    counters = await control.counters()
+    assert counters["rate_tokens"] == {}
+    await control.put_quotas({"rates": {"StartHumanLoop": {"rate": 0.001, "burst": 3}}})
+    await _start(a2i, flow_arn, "tok-1")
+    counters = await control.counters()
+    assert counters["rate_tokens"]["StartHumanLoop"] == pytest.approx(2.0, abs=0.01)
 
 
 async def test_concurrency_quota(

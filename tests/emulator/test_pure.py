@@ -66,6 +66,21 @@ def test_bucket_step_change_applies_to_next_call() -> None:
     assert sum(bucket.try_acquire() for _ in range(20)) == 10
 
 
+def test_quotas_report_tokens_left_per_operation() -> None:
+    clock = FakeClock()
+    quotas = Quotas(clock)
+    assert quotas.tokens("StartHumanLoop") is None  # unlimited
+    quotas.set_rate("StartHumanLoop", RateSpec(rate=10, burst=5))
+    assert quotas.tokens("StartHumanLoop") == 5.0
+    assert quotas.allow("StartHumanLoop")
+    assert quotas.allow("StartHumanLoop")
+    assert quotas.tokens("StartHumanLoop") == 3.0
+    clock.now += 0.15  # 1.5 tokens at 10/s
+    assert quotas.tokens("StartHumanLoop") == pytest.approx(4.5)
+    clock.now += 10  # capped at the burst
+    assert quotas.tokens("StartHumanLoop") == 5.0
+
+
 def test_quotas_update_validates_whole_patch_before_applying() -> None:
     quotas = Quotas(FakeClock())
     with pytest.raises(ValueError, match="unknown operation"):
