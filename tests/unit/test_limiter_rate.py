@@ -137,6 +137,122 @@ def test_persistent_throttling_cuts_to_what_the_server_admitted() -> None:
     assert ar.w_max == pytest.approx(68.0)
 
 
+def _feed(ar: AdaptiveRate, t0: float, t1: float, rate: float) -> float:
+    """Successes answered evenly at ``rate`` per second from ``t0`` to ``t1``."""
+    n = round((t1 - t0) * rate)
+    for i in range(1, n + 1):
+        ar.on_success(t0 + i / rate)
+    return t1
+
+
+def _steady(params: RateParams | None = None) -> AdaptiveRate:
+    return AdaptiveRate(params or RateParams(initial=60.0, jitter=0.0), random.Random(0))
+
+
+def test_plateau_lengthens_while_measurements_agree_and_vanishes_on_a_change() -> None:
+    ar = _steady()
+    ar.on_throttle(0.0)  # first event: nothing measured yet
+    t, holds = 0.0, []
+    for _ in range(4):  # the server admits 50/s between events, four times running
+        t = _feed(ar, t, t + 8.0, 50.0)
+        ar.on_throttle(t)
+        holds.append(ar.hold)
+        assert ar.w_max == pytest.approx(50.0, rel=0.01)
+    # the first measurement has nothing to agree with; then +hold_step each, up to hold_max
+    assert holds == [0.0, 2.5, 5.0, 5.0]
+    t = _feed(ar, t, t + 8.0, 35.0)  # quota cut to 35/s: a disagreeing measurement
+    ar.on_throttle(t)
+    assert ar.hold == 0.0
+    assert ar.w_max == pytest.approx(40.0)  # floored at 0.8 x w_max (50) for one event
+    t = _feed(ar, t, t + 1.0, 5.0)  # an idle spell: too few calls to confirm anything
+    ar.on_throttle(t)
+    assert ar.hold == 0.0
+
+
+def test_rate_stays_at_w_max_through_the_plateau_then_probes() -> None:
+    ar = _steady()
+    ar.on_throttle(0.0)
+    t = 0.0
+    for _ in range(3):
+        t = _feed(ar, t, t + 8.0, 50.0)
+        ar.on_throttle(t)
+    assert ar.hold == 5.0
+    w, k = ar.w_max, ((1 - 0.85) / 0.05) ** (1 / 3)
+    assert w is not None
+    # answered at w_max: the server's bucket neither drains nor proves a raise
+    _feed(ar, t, t + k + 4.9, w)
+    assert ar.rate == pytest.approx(w, rel=0.001)
+    _feed(ar, t + k + 4.9, t + k + 5.0 + 1.5, w)
+    assert ar.rate == pytest.approx(w * (1 + 0.05 * 1.5**3), rel=0.02)
+    assert ar.raises == 0
+
+
+def test_more_successes_than_w_max_allows_prove_a_raise_then_linear_chase() -> None:
+    ar = _steady()
+    ar.on_throttle(0.0)
+    t = 0.0
+    for _ in range(2):
+        t = _feed(ar, t, t + 8.0, 50.0)
+        ar.on_throttle(t)
+    assert ar.hold == 2.5
+    # concave recovery and plateau: never above w_max, so nothing is proven
+    t = plateau_end = _feed(ar, t, t + 4.0, 50.0)
+    assert ar.raises == 0
+    # the server keeps admitting everything the probe sends: a raised quota
+    while ar.raises == 0:
+        t += 1.0 / ar.rate
+        ar.on_success(t)
+        assert t < plateau_end + 3.0, "no raise proven within 3 s of probing"
+    assert ar.in_slow_start
+    proven_at, rate0 = t, ar.rate
+    t = _feed(ar, t, t + 1.0, ar.rate * 1.5)
+    # linear growth: + raise_slope x the rate at the proof per second (not exponential)
+    assert ar.rate == pytest.approx(rate0 * 2.0, rel=0.05)
+    assert t - proven_at == pytest.approx(1.0)
+    ar.on_throttle(t)  # the chase ends at the next event
+    assert not ar.in_slow_start
+
+
+def test_no_raise_proven_while_w_max_is_unconfirmed() -> None:
+    ar = _steady()
+    ar.on_throttle(0.0)
+    t = _feed(ar, 0.0, 8.0, 50.0)
+    ar.on_throttle(t)  # measured once, not confirmed
+    _feed(ar, t, t + 10.0, 80.0)
+    assert ar.raises == 0
+    assert not ar.in_slow_start
+
+
+def test_floor_of_a_cut_comes_from_w_max_not_from_the_probe_overshoot() -> None:
+    ar = _steady()
+    ar.on_throttle(0.0)
+    t = _feed(ar, 0.0, 8.0, 50.0)
+    ar.on_throttle(t)
+    ar._rate = 90.0  # a probe that ran far above the quota before the bucket drained
+    t = _feed(ar, t, t + 8.0, 50.0)
+    ar.on_throttle(t)
+    # admitted 50/s; a floor of 0.8 x 90 = 72 would have kept the plateau 44 % too high
+    assert ar.w_max == pytest.approx(50.0, rel=0.01)
+
+
+def test_steady_quota_is_probed_rarely() -> None:
+    """Once the plateau is confirmed a congestion event costs ~1 throttle per ~8 s."""
+    for seed in (1, 2, 3):
+        res = simulate([(0.0, 50.0)], 120.0, latency=0.05, seed=seed)
+        # without the plateau (hold_max=0): 0.6-0.9 %
+        assert res.throttled_fraction(20, 120) <= 0.004
+        assert res.goodput(20, 120) >= 0.99 * 50
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_raise_after_a_long_steady_spell_found_within_10s(seed: int) -> None:
+    """The longest plateau is in force when the quota is raised: still >= 0.9 R in 10 s."""
+    res = simulate([(0.0, 50.0), (60.0, 200.0)], 75.0, latency=0.02, seed=seed)
+    recovered = [t for t in range(60, 70) if res.accepted[t] >= 0.9 * 200]
+    assert recovered, res.accepted[60:75]
+    assert res.throttled_fraction(60, 75) <= 0.05
+
+
 def test_rate_stays_within_bounds() -> None:
     params = RateParams(initial=2.0, min_rate=1.0, max_rate=10.0)
     ar = AdaptiveRate(params, random.Random(3))
@@ -205,6 +321,8 @@ def test_rate_meter_counts_events_per_second() -> None:
         {"jitter": 1.0},
         {"headroom": 0.5},
         {"floor": 0.0},
+        {"hold_step": 3.0, "hold_max": 2.0},
+        {"raise_slope": 0.0},
     ],
 )
 def test_rejects_nonsense_params(kwargs: dict[str, float]) -> None:

@@ -15,9 +15,21 @@ a send rate (calls per second). It promises:
   taken from the success rate measured since the previous cut (what the server really
   admitted), not from the rate we were sending at -- so a step down converges in two
   events instead of ``log(beta)`` many.
-- **CUBIC recovery.** After a cut the rate follows a scale-free CUBIC curve:
-  concave back up to the rate of the last event ``w_max`` within ``K`` seconds, a short
-  plateau there, then a convex probe beyond it, so a raised quota is found in seconds.
+- **CUBIC recovery with a confirmed plateau.** After a cut the rate follows a scale-free
+  CUBIC curve: concave back up to the rate of the last event ``w_max`` within ``K``
+  seconds, a plateau there, then a convex probe beyond it. The plateau is ``hold_step``
+  seconds longer for every consecutive event whose admitted-rate measurement (at least 30
+  successes) agrees within ``agree`` with the previous one (up to ``hold_max``), and zero
+  after any event that disagrees (a changed quota): a steady quota is probed -- and
+  throttled -- rarely, a changed one is followed at full speed. Two agreeing measurements
+  are pooled into ``w_max``.
+- **Raises are proven, then chased.** Between two throttles the server admits at most its
+  quota, so once ``w_max`` is confirmed and the successes since the last event exceed
+  ``w_max`` x elapsed by ``raise_margin`` (plus 3 calls), the quota has been raised: the
+  rate then grows linearly (by ``raise_slope`` x its value at the proof, per second) until
+  the next throttle,
+  instead of finishing the cubic probe -- the raised quota's full bucket hides it, and a
+  gentle approach keeps the overshoot small when that bucket drains.
 - **Bounded.** ``min_rate <= rate <= max_rate`` always.
 - **Decorrelated.** ``beta`` and the CUBIC constant are jittered per event from the injected
   :class:`random.Random`, so replicas that are throttled at the same moment drift apart.
@@ -30,6 +42,11 @@ import random
 from dataclasses import dataclass
 
 __all__ = ["AdaptiveRate", "RateMeter", "RateParams"]
+
+#: seconds of w_max allowed as successes already in flight at a congestion event
+_IN_FLIGHT_S = 0.05
+#: successes between two events needed for their admitted rate to count towards a plateau
+_MIN_MEASURED = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +64,17 @@ class RateParams:
     ``rate_scale``: below this rate (calls/s) the CUBIC clock runs slower, proportionally,
     so a cycle holds enough calls that one throttle per event stays a small fraction.
     ``memory``: seconds over which the admitted rate between two events is trusted.
-    ``floor``: one cut never goes below ``floor * beta`` times the current rate, however low
-    the admitted-rate measurement (few calls, an idle spell) came out.
+    ``floor``: one cut never goes below ``floor * beta`` times the current rate (or the
+    previous ``w_max``, if lower), however low the admitted-rate measurement (few calls, an
+    idle spell) came out.
+    ``hold_step``, ``hold_max``: plateau at ``w_max`` (CUBIC-clock seconds) added per
+    consecutive agreeing event, and its maximum.
+    ``agree``: relative difference within which a new admitted-rate measurement confirms the
+    previous ``w_max``.
+    ``raise_margin``: successes since the last event beyond ``(1 + raise_margin) * w_max``
+    per second (plus 3 calls) prove a raised quota.
+    ``raise_slope``: after a proven raise the rate grows linearly by ``raise_slope`` times
+    the rate at the proof, per second, until the next congestion event.
     """
 
     initial: float = 5.0
@@ -64,6 +90,11 @@ class RateParams:
     rate_scale: float = 20.0
     memory: float = 120.0
     floor: float = 0.8
+    hold_step: float = 2.5
+    hold_max: float = 5.0
+    agree: float = 0.08
+    raise_margin: float = 0.01
+    raise_slope: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.initial <= self.max_rate:
@@ -80,6 +111,10 @@ class RateParams:
             raise ValueError("need dedup_window >= 0, slow_start_growth > 0, headroom >= 1")
         if self.burst_seconds <= 0:
             raise ValueError("burst_seconds must be > 0")
+        if not 0 <= self.hold_step <= self.hold_max or self.agree < 0 or self.raise_margin < 0:
+            raise ValueError("need 0 <= hold_step <= hold_max, agree >= 0, raise_margin >= 0")
+        if not self.raise_slope > 0:
+            raise ValueError("raise_slope must be > 0")
 
 
 class RateMeter:
@@ -130,13 +165,23 @@ class AdaptiveRate:
         self._t_eff = 0.0  # CUBIC time since the last cut (see rate_scale)
         self._k = 0.0
         self._c = params.c
+        self._hold = 0.0  # plateau at w_max, CUBIC-clock seconds
+        # after a proven raise: (since, rate then, calls/s per second) until the next event
+        self._chase: tuple[float, float, float] | None = None
+        self._streak = 0  # consecutive events whose measurements agreed
+        # the last admitted-rate measurement: (successes, seconds) between two events
+        self._measured: tuple[int, float] | None = None
         self._last_update: float | None = None
         self._last_event: float | None = None
+        # start of the admitted-rate measurement (the last event, when the server's bucket
+        # was empty); None when no trustworthy measurement runs (slow start after a raise)
+        self._measure_from: float | None = None
         self._successes_since_event = 0
         self._answered = RateMeter()
         self.throttles = 0
         self.events = 0
         self.successes = 0
+        self.raises = 0
 
     @property
     def rate(self) -> float:
@@ -150,7 +195,25 @@ class AdaptiveRate:
 
     @property
     def in_slow_start(self) -> bool:
+        """No congestion seen yet, or a raised quota proven since the last event."""
         return self._w_max is None
+
+    @property
+    def hold(self) -> float:
+        """Current plateau length at ``w_max`` (CUBIC-clock seconds)."""
+        return self._hold
+
+    def _proves_raise(self, now: float) -> bool:
+        """More successes since the last event than a quota of ``w_max`` could admit."""
+        if self._w_max is None or self._measure_from is None or self._streak == 0:
+            return False  # w_max is not a confirmed measurement: the probe finds raises
+        if self._t_eff < self._k + self._hold:
+            return False  # not probing yet: we never sent above w_max
+        p = self.params
+        elapsed = now - self._measure_from
+        # calls answered just after the event were in flight at it (admitted before it)
+        allowed = self._w_max * (elapsed * (1.0 + p.raise_margin) + _IN_FLIGHT_S) + 3.0
+        return self._successes_since_event > allowed
 
     def _clamp(self, rate: float) -> float:
         return min(self.params.max_rate, max(self.params.min_rate, rate))
@@ -163,12 +226,28 @@ class AdaptiveRate:
         answered = self._answered.record(now)
         last = self._last_update if self._last_update is not None else now
         self._last_update = now
-        if self._w_max is None:
+        if self._proves_raise(now):
+            # the server admitted more than w_max allows: the quota went up; chase it
+            # (the measurement since the last event stays valid: the bucket was empty then)
+            self.raises += 1
+            self._chase = (now, self._rate, p.raise_slope * self._rate)
+            self._w_max = None
+            self._streak = 0
+            self._hold = 0.0
+        if self._chase is not None:
+            # linear, not exponential: the raised quota's bucket is full and hides the new
+            # quota until it drains; the slower the approach, the smaller the overshoot then
+            since, rate0, slope = self._chase
+            target = rate0 + slope * (now - since)
+        elif self._w_max is None:
             target = self._rate * math.exp(p.slow_start_growth * max(0.0, now - last))
         else:
             # the CUBIC clock runs slower below rate_scale, in proportion to the rate
             self._t_eff += max(0.0, now - last) * min(1.0, self._rate / p.rate_scale)
-            target = self._w_max * (1.0 + self._c * (self._t_eff - self._k) ** 3)
+            # concave up to w_max, the plateau (hold), then the convex probe
+            t = self._t_eff - self._k
+            t = min(t, 0.0) if t < self._hold else t - self._hold
+            target = self._w_max * (1.0 + self._c * t**3)
         if target > self._rate:
             # grow only while the rate is being used (answered calls keep up with it)
             ceiling = max(self._rate, p.headroom * answered) if answered > 0 else self._rate
@@ -192,20 +271,47 @@ class AdaptiveRate:
         if last is not None and now - last < p.dedup_window:
             return self._rate
         base = self._rate
-        if last is not None and now - last <= p.memory:
+        start = self._measure_from
+        calls = self._successes_since_event
+        span = now - start if start is not None else 0.0
+        if start is not None and 0 < span <= p.memory:
             # Between two congestion events the server's bucket went from empty to empty,
             # so what it admitted in between is its sustained rate: that, not the rate we
             # happened to be sending at, is where the next plateau belongs.
-            admitted = self._successes_since_event / (now - last)
-            # a noisy measurement (few calls, an idle spell) must not collapse the rate
-            base = min(base, max(admitted, p.floor * base))
+            admitted = calls / span
+            previous = self._measured
+            if calls < _MIN_MEASURED:
+                self._streak = 0  # too few calls to confirm (or refute) anything
+                self._measured = None
+            elif (
+                previous is not None and abs(admitted / (previous[0] / previous[1]) - 1) <= p.agree
+            ):
+                # the same quota measured again: probe it less often, and trust the two
+                # windows together (twice the calls, half the noise)
+                self._streak += 1
+                admitted = (calls + previous[0]) / (span + previous[1])
+                self._measured = (calls, span)
+            else:
+                self._streak = 0
+                self._measured = (calls, span)
+            # a noisy measurement (few calls, an idle spell) must not collapse the rate; the
+            # floor is taken from w_max, not from a probe's overshoot (the probe can end
+            # well above the quota, and a floor from there would hold the plateau above it)
+            ref = base if self._w_max is None else min(base, self._w_max)
+            base = min(base, max(admitted, p.floor * ref))
+        else:
+            self._streak = 0
+            self._measured = None
+        self._hold = min(p.hold_max, p.hold_step * self._streak)
         self.events += 1
+        self._chase = None
         self._w_max = base
         beta = p.beta * (1.0 - p.jitter * self._rng.random())
         self._c = p.c * (1.0 + p.jitter * (2.0 * self._rng.random() - 1.0))
         self._k = ((1.0 - beta) / self._c) ** (1.0 / 3.0)
         self._t_eff = 0.0
         self._last_event = now
+        self._measure_from = now
         self._successes_since_event = 0
         self._rate = self._clamp(base * beta)
         return self._rate
