@@ -150,7 +150,7 @@ def run() -> None:
     (one line per problem on stderr), 128 + signal number after a second signal.
     """
     from a2i_worker.logs import configure_logging
-    from a2i_worker.settings import unknown_environment_variables
+    from a2i_worker.settings import EventLoop, unknown_environment_variables
 
     settings = _load_settings()
     problems = startup_problems(settings)
@@ -160,7 +160,11 @@ def run() -> None:
     for name in unknown_environment_variables():
         typer.echo(f"warning: {name} is not a setting of a2i-worker (ignored)", err=True)
     try:
-        status = anyio.run(_run_until_signalled, settings)
+        status = anyio.run(
+            _run_until_signalled,
+            settings,
+            backend_options={"use_uvloop": settings.event_loop is EventLoop.UVLOOP},
+        )
     except BaseException as exc:
         errors = _config_errors(exc)
         if not errors:

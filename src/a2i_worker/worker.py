@@ -11,6 +11,7 @@ closed. Every background task is started by name in one task group.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,7 +256,7 @@ class Worker:
                         self.events_consumer.receive_until_stopped, name="events-intake"
                     )
                     self.readiness.started = True
-                    log.info("worker running")
+                    log.info("worker running", event_loop=_loop_name())
                     if hooks and hooks.on_ready:
                         hooks.on_ready(self)
                     await stop.wait()
@@ -317,3 +318,9 @@ async def run_worker(
         # exit took over a second after SIGTERM (beyond the grace period) without this.
         gc.freeze()
         await worker.run(stop, hooks)
+
+
+def _loop_name() -> str:
+    """``uvloop`` or ``asyncio``: which event loop implementation runs the worker."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"

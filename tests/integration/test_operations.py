@@ -228,6 +228,8 @@ async def test_sigterm_drains_reports_draining_and_exits_0(
     assert started[0]["request_id"] == "ops-0001"
     assert started[0]["loop_name"]
     assert any(e.get("event") == "worker stopped" for e in lines)
+    # `a2i-worker run` runs on uvloop by default (A2I_WORKER_EVENT_LOOP)
+    assert [e.get("event_loop") for e in lines if e.get("event") == "worker running"] == ["uvloop"]
 
 
 async def test_second_signal_exits_at_once_with_128_plus_signal(
