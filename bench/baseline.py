@@ -172,12 +172,20 @@ def main() -> None:
     parser.add_argument("--flow-arn", required=True)
     parser.add_argument("--receivers", type=int, default=8)
     parser.add_argument("--within", type=float, default=600.0)
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop (asyncio: what a minimal script uses; the floor of issue 8)",
+    )
     args = parser.parse_args()
     report = anyio.run(
         lambda: run_baseline(
             args.n, args.threshold, args.flow_arn, receivers=args.receivers, within=args.within
-        )
+        ),
+        backend_options={"use_uvloop": args.loop == "uvloop"},
     )
+    report["loop"] = args.loop
     sys.stdout.write(json.dumps(report) + "\n")
 
 

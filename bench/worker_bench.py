@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ async def run_worker_phase(
     profile_to: Path | None = None,
 ) -> dict[str, Any]:
     """Backlog of ``workload`` → one worker process → every result. Returns the figures."""
+    await anyio.Path(workdir).mkdir(parents=True, exist_ok=True)
     async with EmulatorControl(a2i_url) as control:
         await control.reset()
         await control.put_flow_reviewers(env.flow_definition_name, FAST_REVIEWERS)
@@ -152,7 +154,12 @@ def _start_profiler(pid: int, path: Path) -> subprocess.Popen[bytes]:
 
 
 async def run_baseline_phase(
-    a2i_url: str, env: StackEndpoints, workload: Workload, *, within: float = 600.0
+    a2i_url: str,
+    env: StackEndpoints,
+    workload: Workload,
+    *,
+    within: float = 600.0,
+    loop: str = "asyncio",
 ) -> dict[str, Any]:
     """The same backlog through ``baseline.py`` (own process); judged the same way."""
     async with EmulatorControl(a2i_url) as control:
@@ -171,6 +178,8 @@ async def run_baseline_phase(
                 env.flow_definition_arn,
                 "--within",
                 str(within),
+                "--loop",
+                loop,
             ]
             environ = {**os.environ, **env.env(), "AWS_ACCESS_KEY_ID": BASELINE_KEY}
             calls0 = await moto_calls(env.moto_url)
@@ -229,16 +238,45 @@ def _calls_table(work: dict[str, Any], base: dict[str, Any]) -> str:
 
 async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="a2i-worker-bench-"))
+    runs: list[dict[str, Any]] = []
     base: dict[str, Any] = {}
-    if not args.no_baseline:
-        benv = await stack.provision("bl")
-        base = await run_baseline_phase(stack.a2i_url, benv, Workload(args.n, tag="bl"))
-    wenv = await stack.provision("wb")
-    work = await run_worker_phase(
-        stack.a2i_url, wenv, Workload(args.n, tag="wb"), workdir, profile_to=args.profile
-    )
-    ratio = (
-        round(work["worker_cpu_ms_per_request"] / base["cpu_ms_per_request"], 2) if base else None
+    base_uv: dict[str, Any] = {}
+    work: dict[str, Any] = {}
+    for r in range(args.repeat):
+        # Interleaved, one process at a time: machine noise hits every contender alike.
+        run: dict[str, Any] = {}
+        if not args.no_baseline:
+            benv = await stack.provision(f"bl{r}")
+            base = await run_baseline_phase(stack.a2i_url, benv, Workload(args.n, tag="bl"))
+            run["baseline"] = base
+        wenv = await stack.provision(f"wb{r}")
+        work = await run_worker_phase(
+            stack.a2i_url,
+            wenv,
+            Workload(args.n, tag="wb"),
+            workdir / str(r),
+            profile_to=args.profile,
+        )
+        run["worker"] = work
+        if args.uvloop_baseline:
+            uenv = await stack.provision(f"bu{r}")
+            base_uv = await run_baseline_phase(
+                stack.a2i_url, uenv, Workload(args.n, tag="bu"), loop="uvloop"
+            )
+            run["baseline_uvloop"] = base_uv
+        runs.append(run)
+        print(
+            f"run {r + 1}/{args.repeat}: worker {work['worker_cpu_ms_per_request']} ms/request"
+            + (f", baseline {base['cpu_ms_per_request']}" if base else "")
+            + (f", baseline on uvloop {base_uv['cpu_ms_per_request']}" if base_uv else ""),
+            flush=True,
+        )
+    medians = _medians(runs)
+    ratio = round(medians["worker"] / medians["baseline"], 2) if "baseline" in medians else None
+    ratio_uv = (
+        round(medians["worker"] / medians["baseline_uvloop"], 2)
+        if "baseline_uvloop" in medians
+        else None
     )
     rows = [
         ("requests", work["requests"], base.get("requests")),
@@ -273,21 +311,56 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     ]
     print(_table(rows))
     print(_calls_table(work, base))
+    print(f"median CPU ms/request over {args.repeat} run(s): {medians}")
     if ratio is not None:
-        print(f"worker CPU per request = {ratio} x baseline (target ≤ 1.5)")
-    for p in work["problems"] + base.get("problems", []):
+        print(f"worker CPU per request = {ratio} x baseline (median; target ≤ 1.5)")
+    if ratio_uv is not None:
+        print(f"worker CPU per request = {ratio_uv} x the baseline on uvloop")
+    problems = [p for run in runs for phase in run.values() for p in phase["problems"]]
+    for p in problems:
         print("PROBLEM:", p)
     path = write_json(
-        args.output, {"n": args.n, "worker": work, "baseline": base, "cpu_ratio": ratio}
+        args.output,
+        {
+            "n": args.n,
+            "repeat": args.repeat,
+            "worker": work,
+            "baseline": base,
+            "baseline_uvloop": base_uv,
+            "median_cpu_ms_per_request": medians,
+            "cpu_ratio": ratio,
+            "cpu_ratio_to_uvloop_baseline": ratio_uv,
+            "runs": runs,
+        },
     )
-    print(f"written {path}; worker log in {workdir}")
-    return 0 if work["ok"] and (not base or base["ok"]) else 1
+    print(f"written {path}; worker logs in {workdir}")
+    return 0 if not problems else 1
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median CPU ms per request of each contender over the runs."""
+    keys = {"worker": "worker_cpu_ms_per_request", "baseline": "cpu_ms_per_request"}
+    keys["baseline_uvloop"] = "cpu_ms_per_request"
+    out: dict[str, float] = {}
+    for name, key in keys.items():
+        values = [run[name][key] for run in runs if name in run]
+        if values:
+            out[name] = round(statistics.median(values), 3)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="interleaved runs; the ratio is of the medians"
+    )
+    parser.add_argument(
+        "--uvloop-baseline",
+        action="store_true",
+        help="also run the baseline on uvloop (the worker's default event loop)",
+    )
     parser.add_argument("--output", default="worker_bench")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the worker")
     args = parser.parse_args()

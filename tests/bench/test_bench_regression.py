@@ -43,3 +43,8 @@ async def test_backlog_every_request_one_result_one_loop(
     assert figures["emulator_max_starts_per_name"] == 1
     assert figures["describes_per_loop"] <= 0.1
     assert figures["hist_receive_to_start_count"] == figures["activated"]
+    # moto's own count of the worker's AWS calls: one output.json read per loop, and
+    # about as many calls per request as the AWS-calls-only baseline makes (~1.3)
+    calls = figures["aws_calls"]
+    assert figures["activated"] <= calls["s3.GET"] <= figures["activated"] + 5
+    assert 0.5 < figures["aws_calls_per_request"] < 2.0
