@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--output", default="latency_bench")
     args = parser.parse_args()
-    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+    with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
     sys.exit(code)
 

@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--open-loops", type=int, default=100_000)
     parser.add_argument("--output", default="memory_soak_quick")
     args = parser.parse_args()
-    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+    with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
     sys.exit(code)
 

@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--review", type=float, default=1.0, help="reviewer delay (s)")
     parser.add_argument("--output", default="reconcile_bench")
     args = parser.parse_args()
-    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+    with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
     sys.exit(code)
 

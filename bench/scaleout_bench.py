@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", default="scaleout_bench")
     args = parser.parse_args()
-    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+    with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
     sys.exit(code)
 

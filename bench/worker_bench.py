@@ -364,7 +364,7 @@ def main() -> None:
     parser.add_argument("--output", default="worker_bench")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the worker")
     args = parser.parse_args()
-    with LocalStack(moto_in_subprocess=True, emulator_seed=7) as stack:
+    with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
         code = anyio.run(main_async, args, stack)
     sys.exit(code)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
@@ -27,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--events-endpoint-url", default=None)
     serve.add_argument("--event-bus-name", default="default")
     serve.add_argument("--seed", type=int, default=None)
+    serve.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin closes (a parent process went away)",
+    )
     return parser
 
 
@@ -48,10 +54,19 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if args.exit_on_stdin_eof:
+        loop.add_reader(sys.stdin.fileno(), lambda: _on_stdin(stop))
     try:
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _on_stdin(stop: asyncio.Event) -> None:
+    """stdin readable: data (ignored) or EOF (the parent is gone: stop)."""
+    if not os.read(sys.stdin.fileno(), 4096):
+        asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+        stop.set()
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import pytest
 from types_aiobotocore_events.type_defs import PutEventsRequestEntryTypeDef
 
 from a2i_emulator.control import EmulatorControl
-from a2i_worker.aws import AwsClients
+from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.local import (
     LocalStack,
     MotoServer,
@@ -337,3 +337,33 @@ async def test_run_stack_forever_provisions_and_stops_on_request() -> None:
     await wait_until(lambda: not runner.is_alive(), 15.0, message="run_stack_forever returned")
     assert _port_is_free(int(endpoints.moto_url.rsplit(":", 1)[1]))
     await wait_until(lambda: _stack_threads() <= threads_before, 5.0)
+
+
+async def test_emulator_in_a_subprocess_serves_writes_output_and_stops() -> None:
+    """Benchmarks run the emulator as its own process: same API, same path to moto."""
+    local = LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=3)
+    local.start()
+    try:
+        env = await local.provision("child-emu")
+        a2i_port = int(local.a2i_url.rsplit(":", 1)[1])
+        with pytest.raises(RuntimeError, match="subprocess"):
+            _ = local.emulator
+        environ = env.env()
+        settings = AwsClientSettings(endpoint_urls=endpoints_from_environ(environ))
+        async with (
+            AwsClients(settings, environ=environ) as aws,
+            EmulatorControl(local.a2i_url) as control,
+        ):
+            await control.put_flow_reviewers(env.flow_definition_name, {"mode": "manual"})
+            await aws.a2i.start_human_loop(
+                HumanLoopName="child-loop-1",
+                FlowDefinitionArn=env.flow_definition_arn,
+                HumanLoopInput={"InputContent": json.dumps({"text": "hello"})},
+            )
+            await control.finish("child-loop-1", "Completed", answers={"label": "ok"})
+            bodies = await wait_until(lambda: _bodies(aws, env.events_queue_url), 10.0)
+            assert json.loads(bodies[0])["detail"]["humanLoopName"] == "child-loop-1"
+            assert (await control.counters())["loops_total"] == 1
+    finally:
+        local.stop()
+    assert _port_is_free(a2i_port)

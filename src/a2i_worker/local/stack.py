@@ -27,26 +27,22 @@ from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.moto_server import MotoServer
 from a2i_worker.local.provision import provision_environment
 
-__all__ = ["LocalStack", "MotoSubprocess", "run_stack_forever"]
+__all__ = ["EmulatorSubprocess", "LocalStack", "MotoSubprocess", "run_stack_forever"]
 
 log = structlog.get_logger(__name__)
 
 
-class MotoSubprocess:
-    """``python -m a2i_worker.local.moto_server`` as a child process."""
+class _ChildServer:
+    """A server run as ``python -m <module> ...``: started, then asked for its URL.
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        start_timeout: float = 30.0,
-        extra_args: tuple[str, ...] = (),
-    ):
-        """``extra_args``: more command-line options (``--connection-close``, ``--patches``)."""
-        self._host = host
-        self._port = port
+    The child prints its URL on a stdout line (``<prefix><url>``); its stdin is a pipe
+    it watches, so it exits by itself when this process goes away.
+    """
+
+    _name = "child"
+
+    def __init__(self, start_timeout: float) -> None:
         self._start_timeout = start_timeout
-        self._extra_args = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -54,20 +50,15 @@ class MotoSubprocess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _url_from(self, line: bytes) -> str | None:
+        raise NotImplementedError
+
     def start(self) -> str:
-        cmd = [
-            sys.executable,
-            "-m",
-            "a2i_worker.local.moto_server",
-            "--host",
-            self._host,
-            "--port",
-            str(self._port),
-            "--exit-on-stdin-eof",
-            *self._extra_args,
-        ]
-        proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ)
+        proc = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
+            self._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ)
         )
         self._proc = proc
         assert proc.stdout is not None
@@ -77,19 +68,20 @@ class MotoSubprocess:
             left = deadline - time.monotonic()
             if left <= 0 or proc.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"moto subprocess did not start (output: {buffered!r})")
+                raise RuntimeError(f"{self._name} subprocess did not start (output: {buffered!r})")
             ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
             if not ready:
                 continue
             line = proc.stdout.readline()
             buffered += line
-            if line.startswith(b"MOTO_URL="):
-                self.url = line.split(b"=", 1)[1].strip().decode()
+            url = self._url_from(line)
+            if url:
+                self.url = url
                 break
         # Keep draining stdout so the child never blocks on a full pipe.
         threading.Thread(
             target=lambda: [None for _ in iter(proc.stdout.readline, b"")],  # type: ignore[union-attr]
-            name="moto-subprocess-stdout",
+            name=f"{self._name}-subprocess-stdout",
             daemon=True,
         ).start()
         return self.url
@@ -108,6 +100,85 @@ class MotoSubprocess:
             proc.wait(timeout)
 
 
+class MotoSubprocess(_ChildServer):
+    """``python -m a2i_worker.local.moto_server`` as a child process."""
+
+    _name = "moto"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
+    ):
+        """``extra_args``: more command-line options (``--connection-close``, ``--patches``)."""
+        super().__init__(start_timeout)
+        self._host = host
+        self._port = port
+        self._extra_args = extra_args
+
+    def _command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "a2i_worker.local.moto_server",
+            "--host",
+            self._host,
+            "--port",
+            str(self._port),
+            "--exit-on-stdin-eof",
+            *self._extra_args,
+        ]
+
+    def _url_from(self, line: bytes) -> str | None:
+        if line.startswith(b"MOTO_URL="):
+            return line.split(b"=", 1)[1].strip().decode()
+        return None
+
+
+class EmulatorSubprocess(_ChildServer):
+    """``python -m a2i_emulator.cli serve`` as a child process (benchmarks: the emulator
+    then never shares a GIL with the process driving the load)."""
+
+    _name = "emulator"
+
+    def __init__(self, config: EmulatorConfig, host: str, port: int, start_timeout: float = 30.0):
+        super().__init__(start_timeout)
+        self._config = config
+        self._host = host
+        self._port = port
+
+    def _command(self) -> list[str]:
+        c = self._config
+        cmd = [
+            sys.executable,
+            "-m",
+            "a2i_emulator.cli",
+            "serve",
+            "--host",
+            self._host,
+            "--port",
+            str(self._port),
+            "--region",
+            c.region,
+            "--account-id",
+            c.account_id,
+            "--exit-on-stdin-eof",
+        ]
+        if c.s3_endpoint_url:
+            cmd += ["--s3-endpoint-url", c.s3_endpoint_url]
+        if c.events_endpoint_url:
+            cmd += ["--events-endpoint-url", c.events_endpoint_url]
+        if c.seed is not None:
+            cmd += ["--seed", str(c.seed)]
+        return cmd
+
+    def _url_from(self, line: bytes) -> str | None:
+        text = line.strip().decode(errors="replace")
+        return text if text.startswith("http://") else None
+
+
 class LocalStack:
     """moto server (threaded keep-alive, or a subprocess) + the A2I emulator, on 127.0.0.1."""
 
@@ -119,12 +190,15 @@ class LocalStack:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         moto_in_subprocess: bool = False,
+        emulator_in_subprocess: bool = False,
         emulator_seed: int | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.region = region
         self.account_id = account_id
         self.moto_in_subprocess = moto_in_subprocess
+        self.emulator_in_subprocess = emulator_in_subprocess
+        self._emulator_child: EmulatorSubprocess | None = None
         self._host = host
         self._moto_port = moto_port
         self._a2i_port = a2i_port
@@ -136,9 +210,12 @@ class LocalStack:
 
     @property
     def emulator(self) -> EmulatorServer:
-        """The running A2I runtime emulator."""
+        """The running A2I runtime emulator (in-process mode only)."""
         if self._emulator is None:
-            raise RuntimeError("LocalStack is not started")
+            raise RuntimeError(
+                "no in-process emulator: LocalStack is not started, or runs the emulator "
+                "in a subprocess (reach it through a2i_url)"
+            )
         return self._emulator
 
     @property
@@ -165,9 +242,14 @@ class LocalStack:
                 events_endpoint_url=self.moto_url,
                 seed=self._seed,
             )
-            emulator = EmulatorServer(config)
-            self.a2i_url = emulator.start_in_thread(self._host, self._a2i_port)
-            self._emulator = emulator
+            if self.emulator_in_subprocess:
+                child = EmulatorSubprocess(config, self._host, self._a2i_port)
+                self._emulator_child = child
+                self.a2i_url = child.start()
+            else:
+                emulator = EmulatorServer(config)
+                self.a2i_url = emulator.start_in_thread(self._host, self._a2i_port)
+                self._emulator = emulator
         except BaseException:
             self.stop()
             raise
@@ -175,12 +257,15 @@ class LocalStack:
 
     def stop(self) -> None:
         emulator, self._emulator = self._emulator, None
+        child, self._emulator_child = self._emulator_child, None
         moto, self._moto = self._moto, None
         if emulator is not None:
             emulator.stop_thread()
+        if child is not None:
+            child.stop()
         if moto is not None:
             moto.stop()
-        if emulator is not None or moto is not None:
+        if emulator is not None or child is not None or moto is not None:
             log.info("local_stack_stopped")
 
     def __enter__(self) -> LocalStack:
@@ -200,7 +285,7 @@ class LocalStack:
         dynamodb_ledger: bool = False,
     ) -> StackEndpoints:
         """Create one isolated environment (see :func:`provision_environment`)."""
-        if self._moto is None or self._emulator is None:
+        if self._moto is None or (self._emulator is None and self._emulator_child is None):
             raise RuntimeError("LocalStack is not started")
         return await provision_environment(
             moto_url=self.moto_url,
