@@ -203,15 +203,79 @@ def from_row(row: Mapping[str, Any]) -> LedgerRecord:
     )
 
 
+#: Record fields stored as they are, as integer microseconds, and as JSON text.
+_PLAIN_FIELDS = (
+    "request_id",
+    "fingerprint",
+    "route",
+    "attempt",
+    "loop_name",
+    "loop_arn",
+    "loop_status",
+    "failure_code",
+    "failure_reason",
+    "output_uri",
+    "result_id",
+    "version",
+)
+_TIME_FIELDS = ("loop_created_at", "loop_finished_at", "received_at", "updated_at", "next_check_at")
+_JSON_FIELDS = ("decision", "context", "result")
+
+
+def _derived(record: LedgerRecord) -> Row:
+    """The index columns :func:`to_row` derives from a record."""
+    payload = record.payload
+    open_loop = is_open_loop(record) and payload is not None
+    return {
+        "due_at": (_opt_micros(record.next_check_at) if record.phase in ACTIVE_PHASES else None),
+        "done_at": _opt_micros(record.updated_at) if record.phase is Phase.DONE else None,
+        "open_flow": payload.flow_definition_arn if open_loop and payload is not None else None,
+        "open_sort": (
+            (_opt_micros(record.loop_created_at or record.updated_at) or 0) if open_loop else None
+        ),
+    }
+
+
 def changed_columns(old: LedgerRecord, new: LedgerRecord) -> Row:
     """The columns of ``new`` whose stored value differs from ``old``'s: what a write sends.
 
-    The compressed input is only produced when the payload itself changed.
+    Field by field, so an unchanged JSON field (the same object after ``replace``) is
+    neither encoded nor compared as text; the compressed input is only produced when the
+    payload itself changed. Same columns as diffing two :func:`to_row` results.
     """
-    with_input = old.payload != new.payload
-    old_row = to_row(old, with_input=False)
-    new_row = to_row(new, with_input=with_input)
-    return {k: v for k, v in new_row.items() if k == "input_z" or old_row.get(k) != v}
+    row: Row = {}
+    for name in _PLAIN_FIELDS:
+        value = getattr(new, name)
+        if value != getattr(old, name):
+            row[name] = value
+    if new.phase is not old.phase:
+        row["phase"] = new.phase.value
+    for name in _TIME_FIELDS:
+        value = getattr(new, name)
+        if value != getattr(old, name):
+            row[name] = _opt_micros(value)
+    for name in _JSON_FIELDS:
+        before, after = getattr(old, name), getattr(new, name)
+        if after is not before and _dump(after) != _dump(before):
+            row[name] = _dump(after)
+    if old.payload is not new.payload and old.payload != new.payload:
+        before_p, after_p = old.payload, new.payload
+        flow = None if after_p is None else after_p.flow_definition_arn
+        if flow != (None if before_p is None else before_p.flow_definition_arn):
+            row["flow_definition_arn"] = flow
+        classifiers = None if after_p is None else _dump(list(after_p.content_classifiers))
+        if classifiers != (None if before_p is None else _dump(list(before_p.content_classifiers))):
+            row["content_classifiers"] = classifiers
+        row["input_z"] = (
+            None
+            if after_p is None
+            else zlib.compress(after_p.input_content.encode("utf-8"), _ZLIB_LEVEL)
+        )
+    old_derived = _derived(old)
+    for name, value in _derived(new).items():
+        if value != old_derived[name]:
+            row[name] = value
+    return row
 
 
 def off_loop(record: LedgerRecord) -> bool:
