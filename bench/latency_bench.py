@@ -2,8 +2,11 @@
 
 A producer in this driver enqueues ``--rate`` requests/s (batches of five, on a fixed
 schedule, each carrying its send time in ``metadata``) for ``--seconds``; one worker
-process consumes them with no throttling in the emulator; fast reviewers finish every
-loop. Three views of the latency, from three clocks on the same machine:
+process consumes them with no throttling in the emulator. With ``--reviewers manual``
+(default) the loops stay open until every one has started, then reviewers submit them
+all: the window measures the start path alone (no outputs, events and results competing
+for the two cores); ``--reviewers fast`` finishes each loop within 0.5 s, during the
+window. Three views of the latency, from three clocks on the same machine:
 
 - the worker's histogram ``a2i_worker_receive_to_start_seconds`` (p50/p99 interpolated
   within buckets, and the exact share ≤ 50 ms, a bucket edge);
@@ -14,6 +17,7 @@ Judged as well by counts (``benchlib.verify``): every request one result, one lo
 
     .venv/bin/python bench/latency_bench.py                 # 200/s for 30 s
     .venv/bin/python bench/latency_bench.py --rate 100 --seconds 10
+    .venv/bin/python bench/latency_bench.py --rate 50 --reviewers fast
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import anyio
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.stack import LocalStack
+from a2i_worker.naming import loop_name
 from benchlib import (
     FAST_REVIEWERS,
     ResultsCollector,
@@ -76,13 +81,46 @@ async def _produce(aws: Any, url: str, workload: Workload, rate: float, batch: i
     return worst_lag
 
 
+async def _started(worker: Any, n: int, within: float) -> str:
+    """Wait until the worker's histogram counts ``n`` starts; returns the metrics text."""
+    deadline = time.monotonic() + within
+    while True:
+        text = str(await worker.metrics_text())
+        hist = histogram_from_metrics(text, "a2i_worker_receive_to_start_seconds")
+        if hist.count >= n or time.monotonic() > deadline:
+            return text
+        await anyio.sleep(0.2)
+
+
+async def _finish_all(control: EmulatorControl, names: list[str]) -> None:
+    """Reviewers submit every open loop now (16 at a time)."""
+    limit = anyio.Semaphore(16)
+
+    async def one(name: str) -> None:
+        async with limit:
+            await control.finish(name, "Completed", answers={"label": "cat"})
+
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(one, name)
+
+
 async def run_latency(
-    a2i_url: str, env: StackEndpoints, workdir: Path, *, rate: float, seconds: float
+    a2i_url: str,
+    env: StackEndpoints,
+    workdir: Path,
+    *,
+    rate: float,
+    seconds: float,
+    reviewers: str = "manual",
 ) -> dict[str, Any]:
     workload = Workload(int(rate * seconds), tag="lat", seed=5)
+    manual = reviewers == "manual"
     async with EmulatorControl(a2i_url) as control:
         await control.reset()
-        await control.put_flow_reviewers(env.flow_definition_name, FAST_REVIEWERS)
+        await control.put_flow_reviewers(
+            env.flow_definition_name, {"mode": "manual"} if manual else FAST_REVIEWERS
+        )
         async with driver_clients(env) as aws:
             environ = worker_environ(env, workdir, workload, receive_wait_seconds=20)
             worker = await start_worker(environ, workdir / "worker.log")
@@ -90,10 +128,21 @@ async def run_latency(
                 s0 = worker.stats()
                 collector = ResultsCollector(aws, env.results_queue_url, workload.n)
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(lambda: collector.run(seconds + 120))
+                    tg.start_soon(lambda: collector.run(seconds + 180))
                     lag = await _produce(aws, env.requests_queue_url, workload, rate, 5)
-                s1 = worker.stats()
-                metrics = await worker.metrics_text()
+                    t_end = time.monotonic()
+                    # The measured window: every activated request's loop started.
+                    metrics = await _started(worker, len(workload.activated()), 60.0)
+                    drain = time.monotonic() - t_end
+                    s1 = worker.stats()
+                    if manual:  # only now do reviewers submit (outputs, events, results)
+                        await _finish_all(
+                            control,
+                            [
+                                loop_name(env.flow_definition_arn, rid, 1)
+                                for rid in sorted(workload.activated())
+                            ],
+                        )
                 await collector.settle(1.0)
                 left = await queue_depth(aws, env.requests_queue_url)
                 counters = await control.counters()
@@ -117,8 +166,12 @@ async def run_latency(
         "rate": rate,
         "seconds": seconds,
         "producer_worst_lag_ms": round(1000 * lag, 1),
+        "reviewers": reviewers,
+        "drain_after_producer_s": round(drain, 2),
         "worker_cpu_seconds": round(s1.cpu_seconds - s0.cpu_seconds, 2),
-        "worker_cpu_share_of_one_core": round((s1.cpu_seconds - s0.cpu_seconds) / seconds, 2),
+        "worker_cpu_share_of_one_core": round(
+            (s1.cpu_seconds - s0.cpu_seconds) / (seconds + drain), 2
+        ),
         "worker_peak_rss_mib": round(s1.peak_rss_bytes / 2**20, 1),
         "hist_count": hist.count,
         "hist_p50_ms": round(1000 * hist.quantile(0.5), 1),
@@ -134,7 +187,14 @@ async def run_latency(
 async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     env = await stack.provision("lat")
     workdir = Path(tempfile.mkdtemp(prefix="a2i-worker-latency-"))
-    out = await run_latency(stack.a2i_url, env, workdir, rate=args.rate, seconds=args.seconds)
+    out = await run_latency(
+        stack.a2i_url,
+        env,
+        workdir,
+        rate=args.rate,
+        seconds=args.seconds,
+        reviewers=args.reviewers,
+    )
     keys = [
         "requests",
         "activated",
@@ -142,6 +202,7 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
         "emulator_loops_total",
         "emulator_max_starts_per_name",
         "producer_worst_lag_ms",
+        "drain_after_producer_s",
         "worker_cpu_share_of_one_core",
         "hist_count",
         "hist_p50_ms",
@@ -167,6 +228,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--reviewers",
+        choices=["manual", "fast"],
+        default="manual",
+        help="manual: loops stay open while the load runs, reviewers submit them all "
+        "afterwards (the start path alone); fast: reviewers finish within 0.5 s, so "
+        "outputs, events and results load the same two cores during the window",
+    )
     parser.add_argument("--output", default="latency_bench")
     args = parser.parse_args()
     with LocalStack(moto_in_subprocess=True, emulator_in_subprocess=True, emulator_seed=7) as stack:
