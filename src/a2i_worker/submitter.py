@@ -159,18 +159,10 @@ class RequestProcessor:
             if isinstance(decided, _Decision):
                 first_write = self._first_write(decided)
         try:
-            claim = await self._ledger.claim(
-                req.request_id,
-                fingerprint,
-                route=route.name,
-                received_at=received_at,
-                then=first_write,
-            )
+            claim = await self._claim(req, fingerprint, route, received_at, then=first_write)
         except PermanentError as exc:  # the decided record cannot be stored (item size)
             decided = exc
-            claim = await self._claim_plain(req, fingerprint, route, received_at)
-        except Exception as exc:
-            raise TransientError(f"ledger claim failed: {classify(exc).code}") from exc
+            claim = await self._claim(req, fingerprint, route, received_at)
         record = claim.record
         if claim.outcome is ClaimOutcome.MISMATCH:
             err = PermanentError(
@@ -236,13 +228,22 @@ class RequestProcessor:
             req.request_id, name, decided.payload, bound, received_at
         )
 
-    async def _claim_plain(
-        self, req: ReviewRequest, fingerprint: str, route: Route, received_at: datetime
+    async def _claim(
+        self,
+        req: ReviewRequest,
+        fingerprint: str,
+        route: Route,
+        received_at: datetime,
+        *,
+        then: Callable[[LedgerRecord], LedgerRecord | None] | None = None,
     ) -> Claim:
+        """The ledger's claim; any failure but a PermanentError is transient."""
         try:
             return await self._ledger.claim(
-                req.request_id, fingerprint, route=route.name, received_at=received_at
+                req.request_id, fingerprint, route=route.name, received_at=received_at, then=then
             )
+        except PermanentError:
+            raise
         except Exception as exc:
             raise TransientError(f"ledger claim failed: {classify(exc).code}") from exc
 

@@ -121,7 +121,6 @@ def to_row(record: LedgerRecord, *, with_input: bool = True) -> Row:
     ``with_input=False`` leaves out ``input_z`` (compressing 3 MiB is not free).
     """
     payload = record.payload
-    open_loop = is_open_loop(record)
     row: Row = {
         "request_id": record.request_id,
         "fingerprint": record.fingerprint,
@@ -153,14 +152,7 @@ def to_row(record: LedgerRecord, *, with_input: bool = True) -> Row:
         "updated_at": _opt_micros(record.updated_at),
         "next_check_at": _opt_micros(record.next_check_at),
         "version": record.version,
-        "due_at": (_opt_micros(record.next_check_at) if record.phase in ACTIVE_PHASES else None),
-        "done_at": _opt_micros(record.updated_at) if record.phase is Phase.DONE else None,
-        "open_flow": (payload.flow_definition_arn if open_loop and payload is not None else None),
-        "open_sort": (
-            (_opt_micros(record.loop_created_at or record.updated_at) or 0)
-            if open_loop and payload is not None
-            else None
-        ),
+        **_derived(record),
     }
     if not with_input:
         del row["input_z"]
@@ -229,7 +221,7 @@ def _derived(record: LedgerRecord) -> Row:
     return {
         "due_at": (_opt_micros(record.next_check_at) if record.phase in ACTIVE_PHASES else None),
         "done_at": _opt_micros(record.updated_at) if record.phase is Phase.DONE else None,
-        "open_flow": payload.flow_definition_arn if open_loop and payload is not None else None,
+        "open_flow": payload.flow_definition_arn if payload is not None and open_loop else None,
         "open_sort": (
             (_opt_micros(record.loop_created_at or record.updated_at) or 0) if open_loop else None
         ),
