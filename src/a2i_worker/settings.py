@@ -195,6 +195,38 @@ class Settings(BaseSettings):
     delete_finished_loops: bool = Field(
         default=False, description="Delete loops in A2I once their result is published."
     )
+    start_wait_seconds: float = _seconds(
+        60,
+        "Longest one StartHumanLoop waits for the rate limiter and the quota gate; the "
+        "request then stays STARTING and the sweeper retries it.",
+        le=3600,
+    )
+    start_timeout_seconds: float = _seconds(
+        21_600,
+        "A request that could not get a loop for this long after it entered STARTING ends "
+        "failed (failure_code start_timed_out).",
+        le=30 * 86_400,
+    )
+    stopping_timeout_seconds: float = _seconds(
+        1800,
+        "A loop in Stopping for this long (since it entered Stopping) is resolved as stopped.",
+        le=30 * 86_400,
+    )
+    output_tries: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Reads of a missing or unreadable output.json before the request ends "
+        "failed (output_missing, output_access_denied, output_unreadable).",
+    )
+    max_receives: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Receives after which a request that keeps failing is rejected "
+        "(retries_exhausted, internal_error); the requests queue's redrive "
+        "maxReceiveCount is used instead when it has one.",
+    )
 
     # -- results ---------------------------------------------------------------------
     results_include_prediction: bool = Field(
