@@ -17,7 +17,7 @@ from a2i_worker.rules import evaluate
 if TYPE_CHECKING:
     from a2i_worker.routes import Route
 
-__all__ = ["Decision", "decide", "first_write", "not_activated"]
+__all__ = ["Decision", "decide", "first_write", "log_without_loop", "not_activated"]
 
 _NO_RULES = {
     "activated": True,
@@ -98,4 +98,14 @@ def first_write(decided: Decision, *, now: datetime, starting_check: datetime) -
         payload=decided.payload,
         next_check_at=starting_check,
         now=now,
+    )
+
+
+def log_without_loop(bound: Any, record: LedgerRecord) -> None:
+    decision = record.decision or {}
+    bound.info(
+        "finished without a loop",
+        outcome=(record.result or {}).get("outcome"),
+        activated=decision.get("activated"),
+        conditions=[f.get("condition_type") for f in decision.get("fired", [])],
     )

@@ -1,24 +1,19 @@
 """One message of the requests queue → one verdict (the request path's front door).
 
-The message is deleted only when the ledger holds what became of it: a result, a
-rejection (with its DLQ copy), or a STARTING/OPEN record that the sweeper owns from
-then on. Transient trouble leaves it in SQS; an exception that is not an AWS or network
-error is a bug: logged with its traceback, counted, and the message handed back with a
-growing delay. Nothing spins: at the queue's last receive (its redrive
-``maxReceiveCount``, else ``max_receives``) the request is rejected with a reason.
-"""
+Deleted only when the ledger holds what became of it: a result, a rejection (with its
+DLQ copy) or a STARTING/OPEN record the sweeper owns. Transient trouble and bugs hand it
+back (:mod:`.give_up`); docs/lifecycle.md has every phase and event."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from a2i_worker.errors import PermanentError, TransientError
-from a2i_worker.intake import backoff_visibility
 from a2i_worker.ledger.protocol import ClaimOutcome, Ledger, LedgerRecord, Phase
 from a2i_worker.ledger.transitions import FINAL_PHASES
 from a2i_worker.messages import (
@@ -30,7 +25,14 @@ from a2i_worker.messages import (
 )
 from a2i_worker.request.budget_step import BudgetStep
 from a2i_worker.request.canceller import Canceller
-from a2i_worker.request.decide import Decision, decide, first_write, not_activated
+from a2i_worker.request.decide import (
+    Decision,
+    decide,
+    first_write,
+    log_without_loop,
+    not_activated,
+)
+from a2i_worker.request.give_up import HandlerConfig, retry_or_give_up
 from a2i_worker.request.inputs import load_input
 from a2i_worker.request.rejecter import Rejecter, rejection_key
 from a2i_worker.request.starter import Starter
@@ -46,15 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["HandlerConfig", "RequestHandler"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class HandlerConfig:
-    #: The receive at which a message that keeps failing is rejected instead of retried
-    #: (the worker sets it to the queue's redrive maxReceiveCount when there is one).
-    max_receives: int = 10
-    #: Visibility after a first failure; doubles with every receive (capped at 15 min).
-    retry_visibility: int = 5
 
 
 class RequestHandler:
@@ -94,12 +87,16 @@ class RequestHandler:
             return await self._handle(msg, received_at)
         except TransientError as exc:
             log.warning("transient failure; message stays in SQS", error=str(exc))
-            return await self._retry_or_give_up(msg, "retries_exhausted", str(exc))
+            return await retry_or_give_up(
+                self._ledger, self._rejecter, self.config, msg, "retries_exhausted", str(exc)
+            )
         except Exception as exc:
             log.exception("unexpected error handling a request (a bug)", error=type(exc).__name__)
             if self._metrics:
                 self._metrics.unexpected_errors.labels(role="requests").inc()
-            return await self._retry_or_give_up(msg, "internal_error", type(exc).__name__)
+            return await retry_or_give_up(
+                self._ledger, self._rejecter, self.config, msg, "internal_error", type(exc).__name__
+            )
 
     async def _handle(self, msg: SqsMessage, received_at: datetime) -> str:
         try:
@@ -155,7 +152,7 @@ class RequestHandler:
         if record.phase in FINAL_PHASES:
             if claim.outcome is ClaimOutcome.NEW:
                 self._publisher.notify(record)
-                _log_without_loop(bound, record)
+                log_without_loop(bound, record)
             else:
                 bound.info("request already finished; deleting redelivered message")
                 await self._rejecter.ensure_copy(record, msg)
@@ -188,20 +185,14 @@ class RequestHandler:
         if decided is None:
             decided = await self._decide(req, route)
         if isinstance(decided, PermanentError):
-            await self._rejecter.reject_record(
-                record, decided, bound, expected=[Phase.RECEIVED], msg=msg
-            )
-            return Verdict.DELETE
+            return await self._reject_own(record, decided, bound, msg)
         skip: str | None = None
         if decided.review and route.budget is not None and route.name is not None:
             answer = await self._budget.take(msg, route, decided, bound)
             if answer.verdict is not None:
                 return answer.verdict
             if answer.reject is not None:
-                await self._rejecter.reject_record(
-                    record, answer.reject, bound, expected=[Phase.RECEIVED], msg=msg
-                )
-                return Verdict.DELETE
+                return await self._reject_own(record, answer.reject, bound, msg)
             skip = answer.skip_reason
         if not decided.review or skip is not None:
             if skip is not None:
@@ -215,7 +206,7 @@ class RequestHandler:
                 decision=decided.decision,
             ):
                 self._publisher.notify(done)
-                _log_without_loop(bound, done)
+                log_without_loop(bound, done)
             return Verdict.DELETE
         now = self._clock()
         try:
@@ -230,10 +221,7 @@ class RequestHandler:
                 next_check_at=self._starter.first_check(now),
             )
         except PermanentError as exc:  # e.g. the input cannot be stored (ledger item size)
-            await self._rejecter.reject_record(
-                record, exc, bound, expected=[Phase.RECEIVED], msg=msg
-            )
-            return Verdict.DELETE
+            return await self._reject_own(record, exc, bound, msg)
         if not ok:
             bound.info("record moved on concurrently; will re-check on redelivery")
             return Verdict.RETRY
@@ -249,45 +237,15 @@ class RequestHandler:
         await self._starter.start(starting, bound, msg=msg, received_at=received_at)
         return Verdict.DELETE
 
+    async def _reject_own(
+        self, record: LedgerRecord, exc: PermanentError, bound: Any, msg: SqsMessage
+    ) -> str:
+        await self._rejecter.reject_record(record, exc, bound, expected=[Phase.RECEIVED], msg=msg)
+        return Verdict.DELETE
+
     async def _decide(self, req: ReviewRequest, route: Route) -> Decision | PermanentError:
         try:
             content = await load_input(self._s3, req)
         except PermanentError as exc:
             return exc
         return decide(req, route, content, now=self._clock())
-
-    async def _retry_or_give_up(self, msg: SqsMessage, code: str, why: str) -> str:
-        """Hand the message back with a growing delay; at its last receive, reject it."""
-        if msg.receive_count < self.config.max_receives:
-            msg.retry_after = backoff_visibility(msg.receive_count, self.config.retry_visibility)
-            return Verdict.RETRY
-        err = PermanentError(
-            code, f"gave up after {msg.receive_count} receives; last error: {why}"[:900]
-        )
-        try:
-            parsed = parse_message(msg.body)
-            record = await self._ledger.get(parsed.request_id)
-            bound = log.bind(request_id=parsed.request_id)
-            if record is not None and record.phase is Phase.RECEIVED:
-                await self._rejecter.reject_record(
-                    record, err, bound, expected=[Phase.RECEIVED], msg=msg
-                )
-                return Verdict.DELETE
-            if record is not None:  # STARTING/OPEN: the sweeper owns it; final: done
-                return Verdict.DELETE
-            key = rejection_key("gave-up", msg.body)
-            return await self._rejecter.reject_message(msg, key, parsed.request_id, err, bound)
-        except Exception:
-            log.exception("could not reject a message that keeps failing; handing it back")
-            msg.retry_after = backoff_visibility(msg.receive_count, self.config.retry_visibility)
-            return Verdict.RETRY
-
-
-def _log_without_loop(bound: Any, record: LedgerRecord) -> None:
-    decision = record.decision or {}
-    bound.info(
-        "finished without a loop",
-        outcome=(record.result or {}).get("outcome"),
-        activated=decision.get("activated"),
-        conditions=[f.get("condition_type") for f in decision.get("fired", [])],
-    )
