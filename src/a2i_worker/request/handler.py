@@ -23,15 +23,9 @@ from a2i_worker.messages import (
     parse_message,
     request_fingerprint,
 )
+from a2i_worker.request import decide as d
 from a2i_worker.request.budget_step import BudgetStep
 from a2i_worker.request.canceller import Canceller
-from a2i_worker.request.decide import (
-    Decision,
-    decide,
-    first_write,
-    log_without_loop,
-    not_activated,
-)
 from a2i_worker.request.give_up import HandlerConfig, retry_or_give_up
 from a2i_worker.request.inputs import load_input
 from a2i_worker.request.rejecter import Rejecter, rejection_key
@@ -120,13 +114,15 @@ class RequestHandler:
     ) -> str:
         # Decide first, so a new request is stored with its decision in one write
         # (STARTING or DONE); not on budgeted routes: counters are taken only once claimed.
-        decided: Decision | PermanentError | None = None
+        decided: d.Decision | PermanentError | None = None
         then = None
         now = self._clock()
         if route.budget is None:
             decided = await self._decide(req, route)
-            if isinstance(decided, Decision):
-                then = first_write(decided, now=now, starting_check=self._starter.first_check(now))
+            if isinstance(decided, d.Decision):
+                then = d.first_write(
+                    decided, now=now, starting_check=self._starter.first_check(now)
+                )
         fingerprint = request_fingerprint(req)
         try:
             claim = await self._ledger.claim(
@@ -152,7 +148,7 @@ class RequestHandler:
         if record.phase in FINAL_PHASES:
             if claim.outcome is ClaimOutcome.NEW:
                 self._publisher.notify(record)
-                log_without_loop(bound, record)
+                d.log_without_loop(bound, record)
             else:
                 bound.info("request already finished; deleting redelivered message")
                 await self._rejecter.ensure_copy(record, msg)
@@ -176,7 +172,7 @@ class RequestHandler:
         req: ReviewRequest,
         route: Route,
         record: LedgerRecord,
-        decided: Decision | PermanentError | None,
+        decided: d.Decision | PermanentError | None,
         received_at: datetime,
         bound: Any,
     ) -> str:
@@ -197,7 +193,7 @@ class RequestHandler:
         if not decided.review or skip is not None:
             if skip is not None:
                 decided = replace(decided, decision={**decided.decision, "activated": False})
-            done = not_activated(record, decided, self._clock(), skip)
+            done = d.not_activated(record, decided, self._clock(), skip)
             if done is not None and await self._ledger.store_result(
                 record.request_id,
                 expected=[Phase.RECEIVED],
@@ -206,7 +202,7 @@ class RequestHandler:
                 decision=decided.decision,
             ):
                 self._publisher.notify(done)
-                log_without_loop(bound, done)
+                d.log_without_loop(bound, done)
             return Verdict.DELETE
         now = self._clock()
         try:
@@ -243,9 +239,9 @@ class RequestHandler:
         await self._rejecter.reject_record(record, exc, bound, expected=[Phase.RECEIVED], msg=msg)
         return Verdict.DELETE
 
-    async def _decide(self, req: ReviewRequest, route: Route) -> Decision | PermanentError:
+    async def _decide(self, req: ReviewRequest, route: Route) -> d.Decision | PermanentError:
         try:
             content = await load_input(self._s3, req)
         except PermanentError as exc:
             return exc
-        return decide(req, route, content, now=self._clock())
+        return d.decide(req, route, content, now=self._clock())
