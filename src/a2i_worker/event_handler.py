@@ -20,6 +20,7 @@ from a2i_worker.events import (
     LoopStatusEvent,
     parse_event,
 )
+from a2i_worker.failures import report_failure
 from a2i_worker.finisher import Finisher
 from a2i_worker.ledger.protocol import (
     TERMINAL_LOOP_STATUSES,
@@ -91,13 +92,9 @@ class EventHandler:
         try:
             record = await self._ledger.apply_loop_update(update)
         except Exception as exc:
-            c = classify(exc)
-            if c.kind is ErrorKind.BUG:
-                log.exception("unexpected error applying a status event (a bug); event kept")
-                if self._metrics:
-                    self._metrics.unexpected_errors.labels(role="events").inc()
-            else:
-                log.warning("ledger update failed; event kept", error=c.code)
+            report_failure(
+                log, exc, "applying a status event", role="events", metrics=self._metrics
+            )
             return Verdict.RETRY
         if record is None:
             known = await self._ledger.get_by_loop(update.loop_name)

@@ -35,8 +35,9 @@ import anyio
 import structlog
 
 from a2i_worker.a2i import A2IGateway, LoopInfo, LoopSummary
-from a2i_worker.classify import ErrorKind, classify
+from a2i_worker.classify import classify
 from a2i_worker.event_handler import EventHandler
+from a2i_worker.failures import report_failure
 from a2i_worker.ledger.protocol import (
     TERMINAL_LOOP_STATUSES,
     Ledger,
@@ -212,13 +213,8 @@ class Sweeper:
             if outcome.value == "opened":
                 report.started += 1
         except Exception as exc:
-            c = classify(exc)
-            if c.kind is ErrorKind.BUG:
-                bound.exception("unexpected error resolving a STARTING record (a bug)")
-                if self._metrics:
-                    self._metrics.unexpected_errors.labels(role="sweeper").inc()
-            else:
-                bound.warning("resolving a STARTING record failed", error=c.code)
+            what = "resolving a STARTING record"
+            report_failure(bound, exc, what, role="sweeper", metrics=self._metrics)
             await self._ledger.note_try(rec.request_id, self._clock() + self._cfg.interval)
 
     async def _describe_one(self, rec: LedgerRecord, report: SweepReport) -> None:

@@ -294,3 +294,24 @@ class _Log:
 
     def __getattr__(self, _: str) -> Any:
         return lambda *a, **k: None
+
+
+def test_a_bug_is_logged_with_its_traceback_and_counted() -> None:
+    from a2i_worker.failures import report_failure
+    from a2i_worker.metrics import Metrics
+
+    calls: list[str] = []
+
+    class Log:
+        def exception(self, *_: Any, **__: Any) -> None:
+            calls.append("exception")
+
+        def warning(self, *_: Any, **__: Any) -> None:
+            calls.append("warning")
+
+    m = Metrics()
+    report_failure(Log(), KeyError("k"), "doing x", role="sweeper", metrics=m)
+    report_failure(Log(), _client_error("InternalError", 500), "doing x", role="sweeper", metrics=m)
+    assert calls == ["exception", "warning"]
+    total = m.registry.get_sample_value("a2i_worker_unexpected_errors_total", {"role": "sweeper"})
+    assert total == 1
