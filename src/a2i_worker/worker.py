@@ -16,7 +16,6 @@ import gc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -24,33 +23,22 @@ import anyio
 import structlog
 
 from a2i_worker.a2i import A2IGateway
+from a2i_worker.assembly import build_roles
 from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
-from a2i_worker.event_handler import EventHandler
-from a2i_worker.finisher import Finisher, FinisherConfig
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
 from a2i_worker.ledger.protocol import Phase
 from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams
 from a2i_worker.metrics import Metrics
-from a2i_worker.request.budget_step import BudgetStep
-from a2i_worker.request.canceller import Canceller
-from a2i_worker.request.handler import HandlerConfig, RequestHandler
-from a2i_worker.request.rejecter import Rejecter
-from a2i_worker.request.starter import StartConfig, Starter
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
 from a2i_worker.settings import Settings
-from a2i_worker.sweeper import SweepConfig, Sweeper
 from a2i_worker.vitals import DependencyChecks, Gauges
 
 __all__ = ["Worker", "WorkerHooks", "run_worker"]
 
 log = structlog.get_logger(__name__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -88,80 +76,20 @@ class Worker:
             metrics=m,
             include_prediction=s.results_include_prediction,
         )
-        self.rejecter = Rejecter(
-            ledger=ledger,
-            sqs=aws.sqs,
-            publisher=self.publisher,
-            dlq_url=queues.requests_dlq,
-            clock=_now,
-            metrics=m,
-        )
-        self.starter = Starter(
+        roles = build_roles(
+            s,
+            routes=routes,
+            aws=aws,
+            queues=queues,
             ledger=ledger,
             gateway=self.gateway,
-            rejecter=self.rejecter,
-            publisher=self.publisher,
-            config=StartConfig(
-                overdue_after=timedelta(seconds=s.overdue_after_seconds),
-                start_wait=timedelta(seconds=s.start_wait_seconds),
-                retry_after=timedelta(seconds=min(30.0, s.sweep_interval_seconds)),
-                start_timeout=timedelta(seconds=s.start_timeout_seconds),
-            ),
-            clock=_now,
-            metrics=m,
-        )
-        self.processor = RequestHandler(
-            ledger=ledger,
-            routes=routes,
-            s3=aws.s3,
-            starter=self.starter,
-            rejecter=self.rejecter,
-            canceller=Canceller(
-                ledger=ledger, starter=self.starter, publisher=self.publisher, clock=_now
-            ),
-            budget=BudgetStep(ledger=ledger, sqs=aws.sqs, clock=_now, metrics=m),
-            publisher=self.publisher,
-            clock=_now,
-            config=HandlerConfig(max_receives=s.max_receives),
-            metrics=m,
-        )
-        self.finisher = Finisher(
-            ledger=ledger,
-            gateway=self.gateway,
-            s3=aws.s3,
-            publisher=self.publisher,
-            routes=routes,
-            config=FinisherConfig(
-                max_attempts=s.max_attempts,
-                delete_finished_loops=s.delete_finished_loops,
-                output_tries=s.output_tries,
-                retry_after=timedelta(seconds=min(30.0, s.sweep_interval_seconds)),
-            ),
-            clock=_now,
-            metrics=m,
-        )
-        self.finisher.use_starter(self.starter)
-        self.events = EventHandler(
-            ledger=ledger,
-            finisher=self.finisher,
             gate=self.gate,
-            sqs=aws.sqs,
-            events_dlq_url=queues.events_dlq,
-            metrics=m,
+            publisher=self.publisher,
+            m=m,
         )
-        self.sweeper = Sweeper(
-            ledger=ledger,
-            gateway=self.gateway,
-            events=self.events,
-            starter=self.starter,
-            config=SweepConfig(
-                interval=timedelta(seconds=s.sweep_interval_seconds),
-                list_threshold=s.sweep_list_threshold,
-                stopping_timeout=timedelta(seconds=s.stopping_timeout_seconds),
-            ),
-            metrics=m,
-            on_in_flight=self.gate.set_in_flight,
-        )
+        self.rejecter, self.starter = roles.rejecter, roles.starter
+        self.processor, self.finisher = roles.processor, roles.finisher
+        self.events, self.sweeper = roles.events, roles.sweeper
         self.checks = DependencyChecks(
             sqs=aws.sqs,
             a2i=aws.a2i,
