@@ -175,6 +175,7 @@ class QueueConsumer:
         visibility_timeout: int = 120,
         heartbeat_interval: float = 30.0,
         retry_visibility: int = 5,
+        receive_backoff_max: float = 20.0,
         on_receive_error: Callable[[str], None] | None = None,
         on_receive_ok: Callable[[], None] | None = None,
     ) -> None:
@@ -190,6 +191,8 @@ class QueueConsumer:
         self._visibility = visibility_timeout
         self._heartbeat_interval = heartbeat_interval
         self._retry_visibility = retry_visibility
+        self._backoff_min = min(0.5, receive_backoff_max)
+        self._backoff_max = receive_backoff_max
         self._held: dict[str, SqsMessage] = {}
         # Heartbeats and hand_back() both change visibility: serialised, so an extension
         # already on the wire can never land after a hand-back and hide the message again.
@@ -258,7 +261,7 @@ class QueueConsumer:
                 self._receivers_done.set()
 
     async def _receive_loop_inner(self) -> None:
-        backoff = 0.5
+        backoff = self._backoff_min
         while not self._stopping.is_set():
             # Wait for at least one free slot before asking SQS for anything.
             await self._slots.acquire()
@@ -278,7 +281,7 @@ class QueueConsumer:
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 )
                 got = [dict(m) for m in resp.get("Messages", [])]
-                backoff = 0.5
+                backoff = self._backoff_min
                 if self._on_receive_ok:
                     self._on_receive_ok()
             except Exception as exc:
@@ -289,7 +292,7 @@ class QueueConsumer:
                 for _ in range(free):
                     self._slots.release()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 20.0)
+                backoff = min(backoff * 2, self._backoff_max)
                 continue
             # Give back the slots we did not use.
             for _ in range(free - len(got)):

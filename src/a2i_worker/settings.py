@@ -144,12 +144,15 @@ class Settings(BaseSettings):
     )
     visibility_timeout_seconds: int = Field(
         default=120,
-        ge=10,
+        ge=1,
         le=43_200,
         description="Visibility timeout given to received messages (extended by heartbeats).",
     )
     heartbeat_interval_seconds: float = _seconds(
         30, "How often visibility of in-flight messages is extended (< visibility timeout)."
+    )
+    receive_backoff_max_seconds: float = _seconds(
+        20, "Longest pause after failed receives (doubling from 0.5 s, or this if less).", le=600
     )
 
     # -- rate limiting ---------------------------------------------------------------
@@ -170,6 +173,15 @@ class Settings(BaseSettings):
         gt=0,
         le=10_000,
         description="Ceiling of Describe/List calls per second for reconciliation.",
+    )
+    sweep_rate_initial: float = Field(
+        default=5.0,
+        gt=0,
+        le=10_000,
+        description="Describe/List calls/s to begin with (at most the ceiling).",
+    )
+    quota_probe_seconds: float = _seconds(
+        15, "After ServiceQuotaExceeded: seconds (jittered +-50 %) before a probe start.", le=3600
     )
 
     # -- reconciliation --------------------------------------------------------------

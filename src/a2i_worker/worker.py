@@ -29,7 +29,7 @@ from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
 from a2i_worker.ledger.protocol import Phase
-from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams
+from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams
 from a2i_worker.metrics import Metrics
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
@@ -65,9 +65,11 @@ class Worker:
             start=RateParams(
                 initial=s.start_rate_initial, min_rate=s.start_rate_min, max_rate=s.start_rate_max
             ),
-            sweep=RateParams(initial=min(s.sweep_rate_max, 5.0), max_rate=s.sweep_rate_max),
+            sweep=RateParams(
+                initial=min(s.sweep_rate_max, s.sweep_rate_initial), max_rate=s.sweep_rate_max
+            ),
         )
-        self.gate = QuotaGate()
+        self.gate = QuotaGate(GateParams(probe_after=s.quota_probe_seconds))
         self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=m)
         self.publisher = Publisher(
             ledger,
@@ -105,6 +107,7 @@ class Worker:
             wait_seconds=s.receive_wait_seconds,
             visibility_timeout=s.visibility_timeout_seconds,
             heartbeat_interval=s.heartbeat_interval_seconds,
+            receive_backoff_max=s.receive_backoff_max_seconds,
             on_receive_error=self.checks.receive_failed,
             on_receive_ok=self.checks.receive_ok,
         )
