@@ -16,9 +16,10 @@ from botocore.validate import ParamValidator
 from a2i_emulator import EmulatorControl
 from a2i_emulator.validation import _check_constraints, _collect_patterns, operation_spec
 
-from ._support import eventually
+from ._support import eventually, make_flow
 
 if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
 
 INPUT = {"InputContent": json.dumps({"document": "s3://in/1.pdf", "confidence": 0.4})}
@@ -125,9 +126,12 @@ async def test_start_validation_errors(
 
 
 async def test_list_filters_sort_and_paging(
-    a2i: AugmentedAIRuntimeClient, control: EmulatorControl, flow_arn: str
+    a2i: AugmentedAIRuntimeClient,
+    sagemaker: SageMakerClient,
+    control: EmulatorControl,
+    flow_arn: str,
 ) -> None:
-    other = await control.create_flow_definition("other", "s3://b/o", {"mode": "manual"})
+    other = await make_flow(sagemaker, control, "other", "s3://b/o", {"mode": "manual"})
     names = [f"l-{i:02d}" for i in range(12)]
     for name in names:
         await _start(a2i, flow_arn, name)
@@ -276,9 +280,11 @@ def asyncio_loop() -> Any:
 
 
 async def test_auto_reviewers_finish_loops(
-    a2i: AugmentedAIRuntimeClient, control: EmulatorControl
+    a2i: AugmentedAIRuntimeClient, sagemaker: SageMakerClient, control: EmulatorControl
 ) -> None:
-    arn = await control.create_flow_definition(
+    arn = await make_flow(
+        sagemaker,
+        control,
         "auto",
         "s3://unused/out",
         {
@@ -308,13 +314,52 @@ async def test_control_api_refusals(control: EmulatorControl, flow_arn: str) -> 
     with pytest.raises(ControlAPIError) as info:
         await control.put_quotas({"max_in_progress": -1})
     assert info.value.status == 400
-    with pytest.raises(ControlAPIError):
-        await control.create_flow_definition("Bad Name", "s3://b")
+    with pytest.raises(ControlAPIError) as info:
+        await control.put_flow_reviewers("no-such-flow", {"mode": "manual"})
+    assert info.value.status == 404
     with pytest.raises(ControlAPIError):
         await control.put_reviewers({"delay": {"distribution": "gamma"}})
-    flows = await control.list_flow_definitions()
-    assert [f["arn"] for f in flows] == [flow_arn]
     assert (await control.get_reviewers())["mode"] == "auto"
+    own = await control.get_flow_reviewers("manual-flow")
+    assert own["own"] is True
+    assert own["mode"] == "manual"
+    assert flow_arn.endswith(":flow-definition/manual-flow")
+
+
+@pytest.mark.parametrize(
+    ("call", "body", "where"),
+    [
+        ("put_reviewers", {"answers": {"copy_from": {"total": "x"}}}, "in answers; known keys"),
+        ("put_reviewers", {"delay_seconds": 2}, "in reviewers; known keys"),
+        ("put_reviewers", {"delay": {"distribution": "fixed", "mean": 2}}, "delay (fixed)"),
+        ("put_quotas", {"max_inprogress": 2}, "in quotas; known keys"),
+        ("put_quotas", {"rates": {"StartHumanLoop": {"rate": 1, "bust": 2}}}, "rate spec"),
+        ("put_faults", {"event": {"drop": 1}}, "in faults; known keys"),
+        ("put_faults", {"events": {"drops": 1}}, "faults.events"),
+    ],
+)
+async def test_control_api_rejects_unknown_keys(
+    control: EmulatorControl, call: str, body: dict[str, Any], where: str
+) -> None:
+    """A key nobody reads is a 400 naming it and the known keys, never silently ignored."""
+    from a2i_emulator import ControlAPIError
+
+    with pytest.raises(ControlAPIError) as info:
+        await getattr(control, call)(body)
+    assert info.value.status == 400
+    assert where in info.value.reason
+    assert "unknown key" in info.value.reason
+
+
+async def test_control_api_finish_and_reset_bodies_are_strict(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path, body in (
+            ("/_emulator/human-loops/x/finish", {"outcome": "Completed", "answer": {}}),
+            ("/_emulator/reset", {"everything": True}),
+        ):
+            async with http.post(url + path, json=body) as resp:
+                assert resp.status == 400
+                assert "known keys" in (await resp.json())["error"]
 
 
 # -- every answer parses into the model's output shape ------------------------------------------
