@@ -5,7 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean
+# The AWS SDK for JavaScript v3, pinned by tests/clients/package-lock.json, for the
+# emulator's real-client suite (tests/clients/test_js_sdk.py; the AWS CLI comes with .venv).
+NODE_STAMP := tests/clients/node_modules/.installed-stamp
+
+.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean node-deps
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +17,21 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/clients && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && touch node_modules/.installed-stamp; \
+	else \
+		echo "npm not found: the JavaScript SDK suite in tests/clients will be skipped" >&2; \
+	fi
+
+node-deps: $(NODE_STAMP)
+
 ## The README's first command: embedded local stack + worker + a demo workload.
 demo: $(STAMP)
 	$(BIN)/a2i-worker local --demo
 
 ## The README's second command (and exactly what CI runs): lint, format check, types, tests.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -51,4 +64,4 @@ lock:
 	rm -rf .lockvenv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info tests/clients/node_modules

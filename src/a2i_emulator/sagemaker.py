@@ -11,7 +11,8 @@ Semantics beyond the model, as documented for SageMaker or decided here (docs/IN
 - ``HumanLoopActivationConfig`` needs ``HumanLoopRequestSource`` (built-in task types only)
   and ``HumanLoopActivationConditions`` must be a JSON object (ValidationException).
 - DeleteFlowDefinition of a flow with open loops (InProgress/Stopping) is ResourceInUse
-  (decision); DeleteHumanTaskUi of a UI that an existing flow uses is ResourceInUse.
+  (decision); DeleteHumanTaskUi of a UI that an existing flow uses is ValidationException
+  (decision: the model declares only ResourceNotFound for it).
 - ResourceLimitExceeded when a quota (``max_flow_definitions``, ``max_human_task_uis``,
   control API ``/_emulator/quotas``) would be exceeded.
 """
@@ -274,7 +275,7 @@ class SageMakerOps:
         ]
         if users:
             raise ApiError(
-                "ResourceInUse",
+                "ValidationException",
                 f"Human task UI {ui.name} is used by flow definitions: {', '.join(users)}.",
             )
         self.task_uis.delete(ui.name)
