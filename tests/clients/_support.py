@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 HERE = Path(__file__).resolve().parent
-CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def required_coverage() -> set[str]:
@@ -84,7 +83,11 @@ def start_client_emulator(stack: LocalStack, name: str) -> Iterator[ClientEmulat
     new flows stay Initializing for 1 s so the suites can see the status change."""
     bucket = f"{name}-output"
     s3: Any = botocore.session.get_session().create_client(
-        "s3", endpoint_url=stack.moto_url, region_name=stack.region, **CREDS
+        "s3",
+        endpoint_url=stack.moto_url,
+        region_name=stack.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     s3.create_bucket(Bucket=bucket)
     server = EmulatorServer(
