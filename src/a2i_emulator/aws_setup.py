@@ -74,7 +74,20 @@ async def create_flow_definition(
     wait_active: bool = True,
 ) -> str:
     """Create flow definition ``name`` writing to ``output_s3_uri`` (and its task UI,
-    ``task_ui_name`` or ``<name>-ui``, if missing); wait until Active; return its ARN."""
+    ``task_ui_name`` or ``<name>-ui``, if missing); wait until Active; return its ARN.
+
+    An existing flow of that name with the same output path is reused (provisioning the
+    same environment twice is not an error); with another output path it is ResourceInUse.
+    """
+    try:
+        existing = await sagemaker.describe_flow_definition(FlowDefinitionName=name)
+    except sagemaker.exceptions.ResourceNotFound:
+        pass
+    else:
+        if existing["OutputConfig"]["S3OutputPath"] == output_s3_uri:
+            if wait_active:
+                await wait_flow_definition_active(sagemaker, name)
+            return existing["FlowDefinitionArn"]
     ui_arn = await ensure_human_task_ui(sagemaker, task_ui_name or f"{name}-ui")
     created = await sagemaker.create_flow_definition(
         FlowDefinitionName=name,
