@@ -27,6 +27,7 @@ __all__ = [
     "HumanTaskUi",
     "InUseError",
     "NotFoundError",
+    "Page",
     "Registry",
 ]
 

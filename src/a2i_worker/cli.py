@@ -48,11 +48,8 @@ def _fail(lines: list[str], code: int = 2) -> typer.Exit:
 
 
 def _load_settings(**overrides: Any) -> Any:
-    from a2i_worker.settings import (
-        Settings,
-        describe_settings_errors,
-        export_env_file_aws_variables,
-    )
+    from a2i_worker.envfile import export_env_file_aws_variables
+    from a2i_worker.settings import Settings, describe_settings_errors
 
     export_env_file_aws_variables()
     try:

@@ -3,8 +3,8 @@
 Sources, highest priority first: keyword arguments, environment variables, then the
 dotenv file named by ``A2I_WORKER_ENV_FILE`` (optional; ``KEY=value`` lines; a named
 file that does not exist is an error). Variable names are case-insensitive. The file's
-``AWS_*`` lines are exported by :func:`export_env_file_aws_variables` (real variables win),
-so one file written by ``a2i-worker local`` configures botocore as well.
+``AWS_*`` lines are exported by :func:`a2i_worker.envfile.export_env_file_aws_variables`
+(real variables win), so one file written by ``a2i-worker local`` configures botocore too.
 
 The standard AWS variables (``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
 ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS`` …) are read by botocore itself and are
@@ -48,34 +48,12 @@ __all__ = [
     "Settings",
     "describe_settings_errors",
     "env_var",
-    "export_env_file_aws_variables",
     "settings_reference",
     "unknown_environment_variables",
 ]
 
 ENV_PREFIX = "A2I_WORKER_"
 ENV_FILE_VARIABLE = "A2I_WORKER_ENV_FILE"
-
-
-def export_env_file_aws_variables(environ: dict[str, str] | None = None) -> list[str]:
-    """Copy the ``AWS_*`` lines of the ``A2I_WORKER_ENV_FILE`` file into ``environ``
-    (``os.environ`` by default) where not already set; returns the names copied.
-
-    botocore reads only the real environment, so without this a file that points every
-    endpoint at the local stack would leave the worker talking to the default ones.
-    """
-    from dotenv import dotenv_values
-
-    target = os.environ if environ is None else environ
-    path = target.get(ENV_FILE_VARIABLE)
-    if not path or not Path(path).is_file():
-        return []
-    copied: list[str] = []
-    for key, value in dotenv_values(path).items():
-        if key.upper().startswith("AWS_") and value is not None and key not in target:
-            target[key] = value
-            copied.append(key)
-    return copied
 
 
 _QUEUE_URL = re.compile(r"https?://[^\s/]+/\S+")

@@ -12,43 +12,20 @@ models declare was exercised (tests of this module run in file order).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from awscli.clidriver import create_clidriver
 
 from a2i_worker.local import LocalStack
 
+from ._cli import ISO_MS, REGION, SEEN, aws, control, fails, flow_args, ok, start, start_args
 from ._support import ClientEmulator, missing_coverage, start_client_emulator
-
-ACCOUNT, REGION = "123456789012", "us-east-1"
-ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_ERROR = re.compile(r"An error occurred \((\w+)\) when calling the (\w+) operation")
-SEEN: set[str] = set()
-
-
-@dataclass
-class Answer:
-    rc: int
-    out: Any
-    err: str
-
-
-def _operation(args: tuple[str, ...]) -> str:
-    words = args[1].split("-")
-    return "".join(w.capitalize() for w in words)
 
 
 @pytest.fixture(scope="module")
@@ -65,85 +42,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_PAGER", "")
 
 
-def aws(emu: ClientEmulator, *args: str) -> Answer:
-    """``aws <args> --endpoint-url <emulator>``; records ``Operation:OK|Code``."""
-    out, err = io.StringIO(), io.StringIO()
-    argv = [*args, "--endpoint-url", emu.url, "--region", REGION, "--output", "json"]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = create_clidriver().main(argv)
-    text = out.getvalue()
-    answer = Answer(rc, json.loads(text) if text.strip() else None, err.getvalue())
-    match = _ERROR.search(answer.err)
-    if rc == 0:
-        SEEN.add(f"{_operation(args)}:OK")
-    elif match:
-        SEEN.add(f"{match.group(2)}:{match.group(1)}")
-    return answer
-
-
-def ok(emu: ClientEmulator, *args: str) -> Any:
-    answer = aws(emu, *args)
-    assert answer.rc == 0, answer.err
-    return answer.out
-
-
-def fails(emu: ClientEmulator, code: str, *args: str) -> str:
-    answer = aws(emu, *args)
-    match = _ERROR.search(answer.err)
-    assert answer.rc != 0, f"expected {code}, got success: {answer.out}"
-    assert match, f"expected {code}, got rc={answer.rc}: {answer.err}"
-    assert match.group(1) == code, answer.err
-    return answer.err
-
-
-def control(emu: ClientEmulator, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{emu.url}/_emulator{path}",
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
-
-
-def _flow_args(name: str, ui_arn: str, output: str) -> tuple[str, ...]:
-    config = {
-        "WorkteamArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/cli",
-        "HumanTaskUiArn": ui_arn,
-        "TaskTitle": "Check an invoice",
-        "TaskDescription": "Is the total right?",
-        "TaskCount": 1,
-    }
-    return (
-        "sagemaker",
-        "create-flow-definition",
-        "--flow-definition-name",
-        name,
-        "--role-arn",
-        f"arn:aws:iam::{ACCOUNT}:role/a2i-cli",
-        "--output-config",
-        json.dumps({"S3OutputPath": output}),
-        "--human-loop-config",
-        json.dumps(config),
-    )
-
-
-def _start(emu: ClientEmulator, name: str, flow_arn: str, n: int = 0) -> Answer:
-    return aws(
-        emu,
-        "sagemaker-a2i-runtime",
-        "start-human-loop",
-        "--human-loop-name",
-        name,
-        "--flow-definition-arn",
-        flow_arn,
-        "--human-loop-input",
-        json.dumps({"InputContent": json.dumps({"invoice": n})}),
-    )
-
-
 @pytest.fixture(scope="module")
 def flow(emu: ClientEmulator) -> str:
     """Task UI ``cli-ui`` and flow ``cli-flow`` (manual reviewers, stop at once), Active."""
@@ -156,7 +54,7 @@ def flow(emu: ClientEmulator) -> str:
         "--ui-template",
         json.dumps({"Content": "<crowd-form></crowd-form>"}),
     )
-    arn: str = ok(emu, *_flow_args("cli-flow", ui["HumanTaskUiArn"], emu.output_s3_uri))[
+    arn: str = ok(emu, *flow_args("cli-flow", ui["HumanTaskUiArn"], emu.output_s3_uri))[
         "FlowDefinitionArn"
     ]
     desc = ok(emu, "sagemaker", "describe-flow-definition", "--flow-definition-name", "cli-flow")
@@ -174,8 +72,8 @@ def flow(emu: ClientEmulator) -> str:
 
 def test_start_describe_list_wire_format(emu: ClientEmulator, flow: str) -> None:
     for i in range(5):
-        assert _start(emu, f"cli-{i}", flow, i).rc == 0
-    again = _start(emu, "cli-0", flow, 0)
+        assert start(emu, f"cli-{i}", flow, i).rc == 0
+    again = start(emu, "cli-0", flow, 0)
     assert again.rc == 0
     assert again.out["HumanLoopArn"].endswith(":human-loop/cli-0")
     loop = ok(emu, "sagemaker-a2i-runtime", "describe-human-loop", "--human-loop-name", "cli-0")
@@ -242,14 +140,14 @@ def test_start_describe_list_wire_format(emu: ClientEmulator, flow: str) -> None
 
 
 def test_stop_delete_and_output(emu: ClientEmulator, flow: str) -> None:
-    assert _start(emu, "cli-stop", flow).rc == 0
+    assert start(emu, "cli-stop", flow).rc == 0
     ok(emu, "sagemaker-a2i-runtime", "stop-human-loop", "--human-loop-name", "cli-stop")
     stopped = ok(
         emu, "sagemaker-a2i-runtime", "describe-human-loop", "--human-loop-name", "cli-stop"
     )
     assert stopped["HumanLoopStatus"] == "Stopped"
     ok(emu, "sagemaker-a2i-runtime", "delete-human-loop", "--human-loop-name", "cli-stop")
-    assert _start(emu, "cli-done", flow).rc == 0
+    assert start(emu, "cli-done", flow).rc == 0
     control(emu, "POST", "/human-loops/cli-done/finish", {"outcome": "Completed"})
     done = ok(emu, "sagemaker-a2i-runtime", "describe-human-loop", "--human-loop-name", "cli-done")
     assert done["HumanLoopOutput"]["OutputS3Uri"].endswith("/cli-done/output.json")
@@ -259,9 +157,9 @@ def test_stop_delete_and_output(emu: ClientEmulator, flow: str) -> None:
 def test_a2i_runtime_errors(emu: ClientEmulator, flow: str) -> None:
     rt = "sagemaker-a2i-runtime"
     bad = "Not_A_Valid_Name"
-    assert _start(emu, "cli-active", flow).rc == 0
-    fails(emu, "ValidationException", *_start_args(bad, flow))
-    fails(emu, "ConflictException", *_start_args("cli-active", flow, 9))
+    assert start(emu, "cli-active", flow).rc == 0
+    fails(emu, "ValidationException", *start_args(bad, flow))
+    fails(emu, "ConflictException", *start_args("cli-active", flow, 9))
     fails(emu, "ValidationException", rt, "describe-human-loop", "--human-loop-name", bad)
     fails(emu, "ValidationException", rt, "stop-human-loop", "--human-loop-name", bad)
     fails(emu, "ValidationException", rt, "delete-human-loop", "--human-loop-name", "cli-active")
@@ -288,10 +186,10 @@ def test_a2i_runtime_errors(emu: ClientEmulator, flow: str) -> None:
     counters = control(emu, "GET", "/counters")
     open_now = counters["loops_by_status"]["InProgress"] + counters["loops_by_status"]["Stopping"]
     control(emu, "PUT", "/quotas", {"max_in_progress": open_now})
-    fails(emu, "ServiceQuotaExceededException", *_start_args("cli-over", flow))
+    fails(emu, "ServiceQuotaExceededException", *start_args("cli-over", flow))
     control(emu, "PUT", "/quotas", {"max_in_progress": None})
     calls = {
-        "StartHumanLoop": _start_args("cli-fault", flow),
+        "StartHumanLoop": start_args("cli-fault", flow),
         "DescribeHumanLoop": (rt, "describe-human-loop", "--human-loop-name", "cli-active"),
         "StopHumanLoop": (rt, "stop-human-loop", "--human-loop-name", "cli-active"),
         "DeleteHumanLoop": (rt, "delete-human-loop", "--human-loop-name", "cli-active"),
@@ -305,19 +203,6 @@ def test_a2i_runtime_errors(emu: ClientEmulator, flow: str) -> None:
         aws(emu, *args)  # takes the bucket's only token, whatever it answers
         fails(emu, "ThrottlingException", *args)
         control(emu, "PUT", "/quotas", {"rates": {op: None}})
-
-
-def _start_args(name: str, flow: str, n: int = 0) -> tuple[str, ...]:
-    return (
-        "sagemaker-a2i-runtime",
-        "start-human-loop",
-        "--human-loop-name",
-        name,
-        "--flow-definition-arn",
-        flow,
-        "--human-loop-input",
-        json.dumps({"InputContent": json.dumps({"invoice": n})}),
-    )
 
 
 def test_sagemaker_flows_and_errors(emu: ClientEmulator, flow: str) -> None:
@@ -340,7 +225,7 @@ def test_sagemaker_flows_and_errors(emu: ClientEmulator, flow: str) -> None:
     fails(emu, "ResourceNotFound", sm, "delete-human-task-ui", "--human-task-ui-name", "nope")
     fails(emu, "ResourceNotFound", sm, "describe-flow-definition", "--flow-definition-name", "x")
     fails(emu, "ResourceNotFound", sm, "delete-flow-definition", "--flow-definition-name", "x")
-    fails(emu, "ResourceInUse", *_flow_args("cli-flow", ui_arn, emu.output_s3_uri))
+    fails(emu, "ResourceInUse", *flow_args("cli-flow", ui_arn, emu.output_s3_uri))
     fails(emu, "ResourceInUse", sm, "delete-flow-definition", "--flow-definition-name", "cli-flow")
     counters = control(emu, "GET", "/counters")
     control(
@@ -352,7 +237,7 @@ def test_sagemaker_flows_and_errors(emu: ClientEmulator, flow: str) -> None:
             "max_human_task_uis": counters["human_task_uis"],
         },
     )
-    fails(emu, "ResourceLimitExceeded", *_flow_args("cli-over", ui_arn, emu.output_s3_uri))
+    fails(emu, "ResourceLimitExceeded", *flow_args("cli-over", ui_arn, emu.output_s3_uri))
     fails(
         emu,
         "ResourceLimitExceeded",
@@ -374,7 +259,7 @@ def test_sagemaker_flows_and_errors(emu: ClientEmulator, flow: str) -> None:
         template,
     )
     for name in ("cli-b", "cli-c"):
-        ok(emu, *_flow_args(name, ui_arn, emu.output_s3_uri))
+        ok(emu, *flow_args(name, ui_arn, emu.output_s3_uri))
     flows = ok(emu, sm, "list-flow-definitions", "--sort-order", "Ascending", "--page-size", "1")
     names = [f["FlowDefinitionName"] for f in flows["FlowDefinitionSummaries"]]
     assert names == ["cli-flow", "cli-b", "cli-c"]

@@ -24,10 +24,11 @@ import aioboto3
 import pytest
 from dotenv import dotenv_values
 
+from a2i_worker.envfile import export_env_file_aws_variables
 from a2i_worker.local import LocalStack, StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
 from a2i_worker.local.workspace import LOCAL_RULES, write_workspace
-from a2i_worker.settings import ENV_FILE_VARIABLE, export_env_file_aws_variables
+from a2i_worker.settings import ENV_FILE_VARIABLE
 from helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
