@@ -11,7 +11,11 @@ LOCAL_STAMP := $(VENV)/.local-stamp
 STAMP := $(VENV)/.installed-stamp
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 
-.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean
+# The AWS SDK for JavaScript v3, pinned by tests/clients/package-lock.json, for the
+# emulator's real-client suite (tests/clients/test_js_sdk.py; the AWS CLI comes with .venv).
+NODE_STAMP := tests/clients/node_modules/.installed-stamp
+
+.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean node-deps
 
 # A new venv gets a current pip first; an existing one (from the other stamp) is reused.
 NEW_VENV := test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) \
@@ -28,12 +32,21 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PIP_INSTALL) -e '.[dev]'
 	touch $(LOCAL_STAMP) $(STAMP)
 
+$(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/clients && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && touch node_modules/.installed-stamp; \
+	else \
+		echo "npm not found: the JavaScript SDK suite in tests/clients will be skipped" >&2; \
+	fi
+
+node-deps: $(NODE_STAMP)
+
 ## The README's first command: embedded local stack + worker + a demo workload.
 demo: $(LOCAL_STAMP)
 	$(BIN)/a2i-worker local --demo
 
 ## The README's second command (and exactly what CI runs): lint, format check, types, tests.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -67,4 +80,4 @@ lock:
 	rm -rf .lockvenv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info tests/clients/node_modules

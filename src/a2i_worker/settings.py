@@ -2,7 +2,9 @@
 
 Sources, highest priority first: keyword arguments, environment variables, then the
 dotenv file named by ``A2I_WORKER_ENV_FILE`` (optional; ``KEY=value`` lines; a named
-file that does not exist is an error). Variable names are case-insensitive.
+file that does not exist is an error). Variable names are case-insensitive. The file's
+``AWS_*`` lines are exported by :func:`a2i_worker.envfile.export_env_file_aws_variables`
+(real variables win), so one file written by ``a2i-worker local`` configures botocore too.
 
 The standard AWS variables (``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
 ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS`` …) are read by botocore itself and are
@@ -53,6 +55,7 @@ __all__ = [
 ENV_PREFIX = "A2I_WORKER_"
 ENV_FILE_VARIABLE = "A2I_WORKER_ENV_FILE"
 
+
 _QUEUE_URL = re.compile(r"https?://[^\s/]+/\S+")
 _LEDGER_URL = re.compile(r"sqlite:///\S+|dynamodb://[A-Za-z0-9_.\-]{3,255}(\?\S*)?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -102,8 +105,8 @@ class Settings(BaseSettings):
     # -- files -----------------------------------------------------------------------
     env_file: Path | None = Field(
         default=None,
-        description="Optional dotenv file with more A2I_WORKER_* variables "
-        "(real environment variables win).",
+        description="Optional dotenv file with more A2I_WORKER_* variables, and AWS_* ones "
+        "exported for botocore (real environment variables win).",
         json_schema_extra={"allowed": "a path to an existing file"},
     )
 

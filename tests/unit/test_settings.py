@@ -106,7 +106,7 @@ def test_local_env_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     urls = s.queue_urls()
     assert urls.requests.endswith("/demo-requests")
-    assert s.routes_file == Path("config/routes.toml")
+    assert s.routes_file == Path("config/local-routes.toml")
 
 
 SECRET = "s3cr3t-value"
