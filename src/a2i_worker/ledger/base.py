@@ -86,7 +86,7 @@ class TransitionLedger(ABC):
         loop_arn: str,
         loop_created_at: datetime | None,
         next_check_at: datetime,
-    ) -> bool:
+    ) -> LedgerRecord | None:
         accepted = False
 
         def step(r: LedgerRecord) -> LedgerRecord | None:
@@ -101,8 +101,8 @@ class TransitionLedger(ABC):
             )
             return new
 
-        await self._transition(request_id, step)
-        return accepted
+        old, new = await self._transition(request_id, step)
+        return (new or old) if accepted else None
 
     async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:
         current = await self.get_by_loop(update.loop_name)

@@ -183,12 +183,14 @@ class Ledger(Protocol):
         loop_arn: str,
         loop_created_at: datetime | None,
         next_check_at: datetime,
-    ) -> bool:
+    ) -> LedgerRecord | None:
         """The loop for the current attempt exists: STARTING -> OPEN (same loop_name).
 
-        Idempotent: also True when the record is already OPEN for ``loop_name`` (an
-        earlier call, or a status event that arrived first); missing arn/creation time
-        are filled in then. False for another loop name or any other phase.
+        Returns the record as stored afterwards (so the caller sees, e.g., a cancel noted
+        meanwhile without a second read), None when refused. Idempotent: also accepted
+        when the record is already OPEN for ``loop_name`` (an earlier call, or a status
+        event that arrived first); missing arn/creation time are filled in then. Refused
+        for another loop name or any other phase.
         """
 
     async def apply_loop_update(self, update: LoopUpdate) -> LedgerRecord | None:

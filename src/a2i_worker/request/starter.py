@@ -160,15 +160,15 @@ class Starter:
         fresh: bool = False,
     ) -> StartResult:
         created = info.created_at or self._clock()
-        ok = await self._ledger.mark_open(
+        current = await self._ledger.mark_open(
             record.request_id,
             loop_name=info.name,
             loop_arn=info.arn,
             loop_created_at=created,
             next_check_at=created + self._cfg.overdue_after,
         )
-        current = await self._ledger.get(record.request_id)
-        if not ok:
+        if current is None:
+            current = await self._ledger.get(record.request_id)
             if current is None or current.phase in FINAL_PHASES:
                 # The request ended while its loop was being started: nobody waits for
                 # this loop any more; stop it rather than leave reviewers working on it.
@@ -187,7 +187,7 @@ class Starter:
             # Found an already finished loop (crash window): the sweeper finishes it now.
             await self._ledger.apply_loop_update(_update(info, self._clock()))
             await self._ledger.reschedule(record.request_id, self._clock())
-        elif current is not None and current.cancel_requested_at is not None:
+        elif current.cancel_requested_at is not None:
             await self.stop_open(current, bound)
             return StartResult.OPENED
         bound.info("human loop started" if fresh else "loop recorded as open")
