@@ -306,4 +306,6 @@ class A2IGateway:
 
 def _permanent(op: str, c: Classified) -> PermanentError:
     code = "a2i_access_denied" if c.kind is ErrorKind.ACCESS else "a2i_validation"
-    return PermanentError(code, f"{op} was refused by A2I ({c.code}): {c.message}")
+    return PermanentError(
+        code, f"{op} was refused by A2I ({c.code}): {c.message}", quotes_service=True
+    )

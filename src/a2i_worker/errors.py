@@ -28,13 +28,16 @@ class PermanentError(A2IWorkerError):
 
     ``code`` is a short stable identifier (``invalid_message``, ``unknown_route`` …)
     for metrics and consumers; ``reason`` is the sentence a person reads.
-    Neither may contain request input or human answers.
+    Neither may contain request input or human answers. ``quotes_service``: the reason
+    quotes an AWS error message, which the worker does not control (a ValidationException
+    may echo part of the input): it goes into the result for the operator, not the log.
     """
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, quotes_service: bool = False) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        self.quotes_service = quotes_service
 
 
 class TransientError(A2IWorkerError):

@@ -210,11 +210,17 @@ async def test_a2i_refusing_a_start_rejects_once_with_one_dlq_copy(ledger: Any) 
     from a2i_worker.errors import PermanentError
 
     sqs, pub = FakeSqs(), FakePublisher()
-    gw = FakeGateway(refuse=PermanentError("a2i_access_denied", "no"))
+    gw = FakeGateway(
+        refuse=PermanentError("a2i_access_denied", "AWS says: input 'secret'", quotes_service=True)
+    )
     starter = _starter(ledger, gw, sqs, pub)
     rec = await ledger.get("r-1")
-    assert await starter.start(rec, _Log()) is StartResult.REJECTED
+    seen = _Log()
+    assert await starter.start(rec, seen) is StartResult.REJECTED
     assert await starter.start(rec, _Log()) is StartResult.REJECTED  # e.g. a second sweep
+    # AWS's message may echo the input: it is in the result, never in the log.
+    assert all("secret" not in repr(kw) for kw in seen.calls)
+    assert any(kw.get("code") == "a2i_access_denied" for kw in seen.calls)
     final = await ledger.get("r-1")
     assert final.result["outcome"] == "rejected"
     assert final.dlq_copied_at is not None
@@ -289,11 +295,19 @@ def test_a_new_stage_resets_tries_and_phase_since() -> None:
 
 
 class _Log:
+    """A bound logger that keeps the keyword arguments of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
     def bind(self, **_: Any) -> _Log:
         return self
 
     def __getattr__(self, _: str) -> Any:
-        return lambda *a, **k: None
+        def record(*args: Any, **kw: Any) -> None:
+            self.calls.append({"args": args, **kw})
+
+        return record
 
 
 def test_a_bug_is_logged_with_its_traceback_and_counted() -> None:

@@ -200,7 +200,10 @@ class Rejecter:
         bound: Any,
         what: str,
     ) -> None:
-        bound.warning(what, code=exc.code, reason=exc.reason)
+        if exc.quotes_service:  # AWS's own words may echo the input: the result has them
+            bound.warning(what, code=exc.code)
+        else:
+            bound.warning(what, code=exc.code, reason=exc.reason)
         if self._metrics:
             self._metrics.rejections.labels(code=exc.code).inc()
         self._publisher.notify(replace(record, phase=Phase.DONE, result=result, result_id=res_id))
