@@ -45,7 +45,7 @@ from a2i_worker.ledger.protocol import (
     LoopUpdate,
     Phase,
 )
-from a2i_worker.request.starter import Starter
+from a2i_worker.request.starter import Starter, StartResult
 
 if TYPE_CHECKING:
     from a2i_worker.metrics import Metrics
@@ -210,7 +210,7 @@ class Sweeper:
         try:
             outcome = await self._starter.resume(rec, bound)
             report.describes += 1
-            if outcome.value == "opened":
+            if outcome is StartResult.OPENED:
                 report.started += 1
         except Exception as exc:
             what = "resolving a STARTING record"

@@ -14,14 +14,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from a2i_worker.ledger import transitions
-from a2i_worker.ledger.protocol import TERMINAL_LOOP_STATUSES, Ledger, LedgerRecord, Phase
+from a2i_worker.ledger.protocol import (
+    TERMINAL_LOOP_STATUSES,
+    ClaimOutcome,
+    Ledger,
+    LedgerRecord,
+    Phase,
+)
 from a2i_worker.messages import CancelRequest, Outcome
 from a2i_worker.request.starter import Starter
 from a2i_worker.results import Publisher, make_result
@@ -60,8 +64,8 @@ class Canceller:
             then=lambda r: self._stopped(r, "cancelled before the request arrived", now),
         )
         record = claim.record
-        if claim.outcome.value == "new":
-            self._notify_final(record)
+        if claim.outcome is ClaimOutcome.NEW:
+            self._publisher.notify(record)
             bound.info("cancel for a request not seen yet: it will never start a loop")
             return Verdict.DELETE
         if record.loop_name is not None:
@@ -79,7 +83,7 @@ class Canceller:
                 result=done.result or {},
                 result_id=str(done.result_id),
             ):
-                self._notify_final(done)
+                self._publisher.notify(done)
                 bound.info("cancelled before a loop was started")
                 return Verdict.DELETE
             return Verdict.RETRY  # moved on concurrently: look again on redelivery
@@ -106,13 +110,6 @@ class Canceller:
             now=now,
         )
 
-    def _notify_final(self, record: LedgerRecord) -> None:
-        self._publisher.notify(replace(record, phase=Phase.DONE))
-
     @staticmethod
     def is_tombstone(record: LedgerRecord) -> bool:
         return record.fingerprint == CANCELLED_FINGERPRINT
-
-    @staticmethod
-    def bound(request_id: str) -> Any:
-        return log.bind(request_id=request_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,9 @@ def not_activated(
     )
 
 
-def first_write(decided: Decision, *, now: datetime, starting_check: datetime) -> Any:
+def first_write(
+    decided: Decision, *, now: datetime, starting_check: datetime
+) -> Callable[[LedgerRecord], LedgerRecord | None]:
     """The pure transition a new record goes through before it is first stored."""
     if not decided.review:
         return lambda r: not_activated(r, decided, now)
