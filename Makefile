@@ -63,7 +63,7 @@ unit: $(STAMP)
 
 ## Long variants (excluded from `make test`): soak tests with hypothesis' long profile.
 soak: $(STAMP)
-	$(BIN)/pytest -q -m soak --hypothesis-profile=soak -o addopts="--strict-markers -p no:cacheprovider"
+	$(BIN)/pytest -q -m "soak or hypothesis" --hypothesis-profile=soak -o addopts="--strict-markers -p no:cacheprovider"
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos -o addopts="--strict-markers -p no:cacheprovider"

@@ -19,10 +19,17 @@ from typing import Any
 
 import aioboto3
 import pytest
+from hypothesis import settings
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import A2I_SERVICE, AwsClients, AwsClientSettings
 from a2i_worker.local import LocalStack, StackEndpoints
+
+# ``make soak`` asks for the soak profile: property tests without their own example
+# count run 1,000 examples there; ``quick`` (Hypothesis' own default, 100) is the default.
+settings.register_profile("quick", max_examples=100)
+settings.register_profile("soak", max_examples=1000)
+settings.load_profile("quick")
 
 
 def pytest_configure(config: pytest.Config) -> None:
