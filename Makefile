@@ -61,9 +61,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-## Long variants (excluded from `make test`): soak tests with hypothesis' long profile.
+## Long variants (excluded from `make test`): the soak-marked tests, and every property
+## test with Hypothesis' long profile (1,000 examples instead of 100).
 soak: $(STAMP)
-	$(BIN)/pytest -q -m soak --hypothesis-profile=soak -o addopts="--strict-markers -p no:cacheprovider"
+	$(BIN)/pytest -q -m "soak or hypothesis" --hypothesis-profile=soak \
+		-o addopts="--strict-markers -p no:cacheprovider"
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos -o addopts="--strict-markers -p no:cacheprovider"

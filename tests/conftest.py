@@ -8,6 +8,11 @@
 - ``aws`` (function): ``AwsClients`` bound to the stack (moto + emulator endpoints);
   ``aws_session`` (session): the aioboto3 session behind it, dummy credentials.
 Polling instead of sleeping: ``from helpers import wait_until``.
+
+Hypothesis profiles: ``quick`` (loaded by default: 100 examples per property, Hypothesis'
+own default) and ``soak`` (1,000; ``make soak`` runs every property test with it,
+``pytest --hypothesis-profile=soak`` for any selection). Property tests set no example
+counts of their own, so the profile decides.
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ from typing import Any
 
 import aioboto3
 import pytest
+from hypothesis import settings
 
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import A2I_SERVICE, AwsClients, AwsClientSettings
 from a2i_worker.local import LocalStack, StackEndpoints
+
+settings.register_profile("quick", max_examples=100)
+settings.register_profile("soak", max_examples=1000)
+settings.load_profile("quick")  # --hypothesis-profile (applied after this) wins
 
 
 def pytest_configure(config: pytest.Config) -> None:
