@@ -46,11 +46,15 @@ demo: $(LOCAL_STAMP)
 	$(BIN)/a2i-worker local --demo
 
 ## The README's second command (and exactly what CI runs): lint, format check, types, tests.
+## The suite mostly waits (long polls, reviewers, worker processes): two pytest-xdist
+## workers halve it on 2 cores; tests that run worker processes go one at a time on one
+## of them (xdist_group "worker-processes", see tests/conftest.py).
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -9,6 +9,12 @@
   ``aws_session`` (session): the aioboto3 session behind it, dummy credentials.
 Polling instead of sleeping: ``from helpers import wait_until``.
 
+Parallel runs: ``make test`` runs pytest-xdist (``-n 2 --dist loadgroup``); each xdist
+worker is its own pytest session with its own stack. Tests that run ``a2i-worker run``
+processes (or a heavily loaded in-process worker) and assert on timing carry
+``pytest.mark.xdist_group("worker-processes")``: they run one after another on one xdist
+worker while the other runs the rest. ``pytest`` without ``-n`` runs everything serially.
+
 Hypothesis profiles: ``quick`` (loaded by default: 100 examples per property, Hypothesis'
 own default) and ``soak`` (1,000; ``make soak`` runs every property test with it,
 ``pytest --hypothesis-profile=soak`` for any selection). Property tests set no example

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from benchlib import Workload
 from worker_bench import run_worker_phase
 
-pytestmark = pytest.mark.timeout(90)
+# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
+pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("worker-processes")]
 
 
 @pytest.mark.parametrize("n", [150, pytest.param(400, marks=pytest.mark.soak)])
