@@ -47,14 +47,14 @@ demo: $(LOCAL_STAMP)
 
 ## The README's second command (and exactly what CI runs): lint, format check, types, tests.
 ## The suite mostly waits (long polls, reviewers, worker processes): two pytest-xdist
-## workers halve it on 2 cores; tests that run worker processes go one at a time on one
-## of them (xdist_group "worker-processes", see tests/conftest.py).
+## workers halve it on 2 cores. Work goes out by file; tests that run worker processes go
+## one at a time on one of them, started first (tests/xdist_schedule.py).
 PYTEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from benchlib import Workload
 from worker_bench import run_worker_phase
 
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("worker-processes")]
+pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.mark.parametrize("n", [150, pytest.param(400, marks=pytest.mark.soak)])

@@ -171,7 +171,6 @@ def processes() -> Any:
         p.close()
 
 
-@pytest.mark.xdist_group("worker-processes")  # see tests/conftest.py
 async def test_sigterm_drains_reports_draining_and_exits_0(
     env: StackEndpoints, emulator: EmulatorControl, tmp_path: Path, processes: list[WorkerProcess]
 ) -> None:
@@ -233,7 +232,6 @@ async def test_sigterm_drains_reports_draining_and_exits_0(
     assert [e.get("event_loop") for e in lines if e.get("event") == "worker running"] == ["uvloop"]
 
 
-@pytest.mark.xdist_group("worker-processes")  # see tests/conftest.py
 async def test_second_signal_exits_at_once_with_128_plus_signal(
     env: StackEndpoints, tmp_path: Path, processes: list[WorkerProcess]
 ) -> None:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from harness import ResultsReader, write_routes
 
 from a2i_emulator.control import EmulatorControl
@@ -22,9 +21,6 @@ from a2i_worker.enqueue import send_batches
 from a2i_worker.ledger.dynamodb import create_table
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
-
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
 
 REPLICAS = 3
 # Enough for every replica to start loops and meet the shared quota (40 open, 60/s).

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import anyio
-import pytest
 from reliability_support import (
     Expected,
     QueueProbe,
@@ -24,9 +23,6 @@ from helpers import wait_until
 
 sys.path.append(str(Path(__file__).parents[1] / "integration"))
 from harness import Harness, running_worker
-
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
 
 OPS = ("StartHumanLoop", "DescribeHumanLoop", "ListHumanLoops", "StopHumanLoop")
 

@@ -33,9 +33,6 @@ from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
 from helpers import wait_until
 
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
-
 _OUTCOME_FIELDS = (
     "accepted",
     "throttled",

@@ -25,9 +25,6 @@ from a2i_worker.aws import AwsClients
 from a2i_worker.local.endpoints import StackEndpoints
 from helpers import wait_until
 
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
-
 
 @pytest.fixture
 async def sqs_switch(env: StackEndpoints) -> AsyncIterator[TcpSwitch]:

@@ -28,9 +28,6 @@ from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
 from helpers import wait_until
 
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
-
 MAX_ATTEMPTS = 2
 
 

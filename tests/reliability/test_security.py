@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from reliability_support import (
     ResultsCollector,
     make_requests,
@@ -28,9 +27,6 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
-
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
 
 REPO = Path(__file__).resolve().parents[2]
 INPUT = "MRKINPUT7731"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from reliability_support import (
     QueueProbe,
     ResultsCollector,
@@ -23,9 +22,6 @@ from a2i_worker.ledger.factory import ledger_from_url
 from a2i_worker.ledger.protocol import Phase
 from a2i_worker.local.endpoints import StackEndpoints
 from helpers import wait_until
-
-# pytest-xdist: one worker process at a time (group "worker-processes", see tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("worker-processes")
 
 GRACE = 5.0
 
