@@ -46,11 +46,15 @@ demo: $(LOCAL_STAMP)
 	$(BIN)/a2i-worker local --demo
 
 ## The README's second command (and exactly what CI runs): lint, format check, types, tests.
+## The suite mostly waits (long polls, reviewers, worker processes): two pytest-xdist
+## workers halve it on 2 cores. Work goes out by file; tests that run worker processes go
+## one at a time on one of them, started first (tests/xdist_schedule.py).
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -61,9 +65,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-## Long variants (excluded from `make test`): soak tests with hypothesis' long profile.
+## Long variants (excluded from `make test`): the soak-marked tests, and every property
+## test with Hypothesis' long profile (1,000 examples instead of 100).
 soak: $(STAMP)
-	$(BIN)/pytest -q -m "soak or hypothesis" --hypothesis-profile=soak -o addopts="--strict-markers -p no:cacheprovider"
+	$(BIN)/pytest -q -m "soak or hypothesis" --hypothesis-profile=soak \
+		-o addopts="--strict-markers -p no:cacheprovider"
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos -o addopts="--strict-markers -p no:cacheprovider"

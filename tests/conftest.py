@@ -8,6 +8,17 @@
 - ``aws`` (function): ``AwsClients`` bound to the stack (moto + emulator endpoints);
   ``aws_session`` (session): the aioboto3 session behind it, dummy credentials.
 Polling instead of sleeping: ``from helpers import wait_until``.
+
+Parallel runs: ``make test`` runs pytest-xdist (``-n 2 --dist loadgroup``); each xdist
+worker is its own pytest session with its own stack. Work goes out by file, except that
+the tests in ``xdist_schedule.SERIAL`` (worker processes, timing asserts) run one after
+another on one worker while the other runs the rest. ``pytest`` without ``-n`` runs
+everything serially.
+
+Hypothesis profiles: ``quick`` (loaded by default: 100 examples per property, Hypothesis'
+own default) and ``soak`` (1,000; ``make soak`` runs every property test with it,
+``pytest --hypothesis-profile=soak`` for any selection). Property tests set no example
+counts of their own, so the profile decides.
 """
 
 from __future__ import annotations
@@ -24,6 +35,19 @@ from hypothesis import settings
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import A2I_SERVICE, AwsClients, AwsClientSettings
 from a2i_worker.local import LocalStack, StackEndpoints
+from xdist_schedule import make_scheduler
+
+settings.register_profile("quick", max_examples=100)
+settings.register_profile("soak", max_examples=1000)
+settings.load_profile("quick")  # --hypothesis-profile (applied after this) wins
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: by file, plus one serial unit (see ``xdist_schedule``)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return make_scheduler(config, log)
 
 # ``make soak`` asks for the soak profile: property tests without their own example
 # count run 1,000 examples there; ``quick`` (Hypothesis' own default, 100) is the default.

@@ -80,8 +80,9 @@ class ClientEmulator:
 
 def start_client_emulator(stack: LocalStack, name: str) -> Iterator[ClientEmulator]:
     """An emulator of its own (writing output.json to the session's moto) for one suite;
-    new flows stay Initializing for 1 s and deleted ones Deleting for 2 s, so the suites can
-    see each status change."""
+    new flows stay Initializing for 1 s so the suites can see the status change, and
+    deleted ones Deleting for 2 s: the CLI suite's Describe right after the Delete is a
+    new in-process CLI driver, which alone took longer than 0.3 s on a busy machine."""
     bucket = f"{name}-output"
     s3: Any = botocore.session.get_session().create_client(
         "s3",
@@ -96,7 +97,7 @@ def start_client_emulator(stack: LocalStack, name: str) -> Iterator[ClientEmulat
             seed=11,
             s3_endpoint_url=stack.moto_url,
             flow_activation_seconds=1.0,
-            flow_deletion_seconds=2.0,  # wide enough that a loaded CI still sees Deleting
+            flow_deletion_seconds=2.0,
         )
     )
     url = server.start_in_thread()

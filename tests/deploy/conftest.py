@@ -1,12 +1,12 @@
-"""Fixtures for the deploy tests: the repository paths and a moto server of their own."""
+"""Fixtures for the deploy tests: the repository paths and the session's moto server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from a2i_worker.local import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,13 +16,7 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """A moto server on an ephemeral 127.0.0.1 port, for this module's tests only."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+@pytest.fixture(scope="session")
+def moto_url(stack: LocalStack) -> str:
+    """moto of the session's local stack (the CloudFormation stack has its own names)."""
+    return stack.moto_url

@@ -118,7 +118,7 @@ async def _create_stack(moto_url: str) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(moto_url: str) -> Stack:
+def cfn_stack(moto_url: str) -> Stack:
     return asyncio.run(_create_stack(moto_url))
 
 
@@ -127,13 +127,13 @@ def test_the_left_out_types_are_exactly_those_moto_lacks() -> None:
     assert types - set(get_model_map()) == UNSUPPORTED_BY_MOTO
 
 
-def test_stack_creates_every_other_resource(stack: Stack) -> None:
-    assert stack.status == "CREATE_COMPLETE"
+def test_stack_creates_every_other_resource(cfn_stack: Stack) -> None:
+    assert cfn_stack.status == "CREATE_COMPLETE"
     expected = set(load_template()["Resources"]) - set(LEFT_OUT)
-    assert set(stack.resources) == expected
+    assert set(cfn_stack.resources) == expected
 
 
-async def test_queues_redrive_to_their_dlqs(stack: Stack, moto_url: str) -> None:
+async def test_queues_redrive_to_their_dlqs(cfn_stack: Stack, moto_url: str) -> None:
     async with client("sqs", moto_url) as sqs_any:
         sqs = cast("SQSClient", sqs_any)
         for queue, dlq in [
@@ -143,28 +143,28 @@ async def test_queues_redrive_to_their_dlqs(stack: Stack, moto_url: str) -> None
         ]:
             attrs = (
                 await sqs.get_queue_attributes(
-                    QueueUrl=stack.outputs[queue], AttributeNames=["All"]
+                    QueueUrl=cfn_stack.outputs[queue], AttributeNames=["All"]
                 )
             )["Attributes"]
             dlq_arn = (
                 await sqs.get_queue_attributes(
-                    QueueUrl=stack.outputs[dlq], AttributeNames=["QueueArn"]
+                    QueueUrl=cfn_stack.outputs[dlq], AttributeNames=["QueueArn"]
                 )
             )["Attributes"]["QueueArn"]
             redrive = json.loads(attrs["RedrivePolicy"])
             assert redrive["deadLetterTargetArn"] == dlq_arn
             assert int(redrive["maxReceiveCount"]) == 5
         requests = await sqs.get_queue_attributes(
-            QueueUrl=stack.outputs["RequestsQueueUrl"], AttributeNames=["VisibilityTimeout"]
+            QueueUrl=cfn_stack.outputs["RequestsQueueUrl"], AttributeNames=["VisibilityTimeout"]
         )
         assert requests["Attributes"]["VisibilityTimeout"] == "120"
 
 
-async def test_rule_pattern_and_target(stack: Stack, moto_url: str) -> None:
+async def test_rule_pattern_and_target(cfn_stack: Stack, moto_url: str) -> None:
     async with client("events", moto_url) as events_any, client("sqs", moto_url) as sqs_any:
         events = cast("EventBridgeClient", events_any)
         sqs = cast("SQSClient", sqs_any)
-        rule_name = stack.resources["HumanLoopStatusRule"]
+        rule_name = cfn_stack.resources["HumanLoopStatusRule"]
         rule = await events.describe_rule(Name=rule_name)
         assert json.loads(rule["EventPattern"]) == {
             "source": ["aws.sagemaker"],
@@ -175,14 +175,14 @@ async def test_rule_pattern_and_target(stack: Stack, moto_url: str) -> None:
         targets = (await events.list_targets_by_rule(Rule=rule_name))["Targets"]
         events_arn = (
             await sqs.get_queue_attributes(
-                QueueUrl=stack.outputs["EventsQueueUrl"], AttributeNames=["QueueArn"]
+                QueueUrl=cfn_stack.outputs["EventsQueueUrl"], AttributeNames=["QueueArn"]
             )
         )["Attributes"]["QueueArn"]
         assert [t["Arn"] for t in targets] == [events_arn]
 
 
 async def test_only_a2i_status_changes_of_own_flows_reach_the_events_queue(
-    stack: Stack, moto_url: str
+    cfn_stack: Stack, moto_url: str
 ) -> None:
     def entry(detail_type: str, flow_arn: str, name: str) -> Any:
         return {
@@ -214,22 +214,24 @@ async def test_only_a2i_status_changes_of_own_flows_reach_the_events_queue(
         while "ours" not in names:
             assert time.monotonic() < deadline, names
             got = await sqs.receive_message(
-                QueueUrl=stack.outputs["EventsQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+                QueueUrl=cfn_stack.outputs["EventsQueueUrl"],
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
             )
             names += [
                 json.loads(m["Body"])["detail"]["humanLoopName"] for m in got.get("Messages", [])
             ]
         got = await sqs.receive_message(
-            QueueUrl=stack.outputs["EventsQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=0
+            QueueUrl=cfn_stack.outputs["EventsQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=0
         )
         names += [json.loads(m["Body"])["detail"]["humanLoopName"] for m in got.get("Messages", [])]
         assert names == ["ours"]
 
 
-async def test_ledger_table_key_schema_and_index(stack: Stack, moto_url: str) -> None:
+async def test_ledger_table_key_schema_and_index(cfn_stack: Stack, moto_url: str) -> None:
     async with client("dynamodb", moto_url) as ddb_any:
         ddb = cast("DynamoDBClient", ddb_any)
-        table = (await ddb.describe_table(TableName=stack.outputs["LedgerTableName"]))["Table"]
+        table = (await ddb.describe_table(TableName=cfn_stack.outputs["LedgerTableName"]))["Table"]
         assert table["KeySchema"] == [{"AttributeName": "request_id", "KeyType": "HASH"}]
         indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
         assert indexes["by_loop"]["KeySchema"] == [
@@ -238,10 +240,10 @@ async def test_ledger_table_key_schema_and_index(stack: Stack, moto_url: str) ->
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
-async def test_the_dynamodb_ledger_accepts_the_stack_table(stack: Stack, moto_url: str) -> None:
+async def test_the_dynamodb_ledger_accepts_the_stack_table(cfn_stack: Stack, moto_url: str) -> None:
     async with client("dynamodb", moto_url) as ddb_any:
         ddb = cast("DynamoDBClient", ddb_any)
-        ledger = DynamoDbLedger(stack.outputs["LedgerTableName"], ddb)
+        ledger = DynamoDbLedger(cfn_stack.outputs["LedgerTableName"], ddb)
         await ledger.open()  # raises ConfigError on a wrong key schema or missing index
         received = datetime.now(UTC)
         claim = await ledger.claim("req-1", "fp-1", route=None, received_at=received)

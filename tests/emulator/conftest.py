@@ -1,15 +1,18 @@
-"""Fixtures of the emulator tests: a moto server (S3, EventBridge, SQS) and emulators on it."""
+"""Fixtures of the emulator tests: a fresh emulator per test, on the session's moto server.
+
+moto (S3, EventBridge, SQS) is the one of the session's local stack (tests/conftest.py);
+the tests' buckets, queues and rules have session-unique names (``_support.unique``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-import aioboto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from a2i_emulator import EmulatorConfig, EmulatorControl, EmulatorServer
+from a2i_worker.local import LocalStack
 
 from ._support import CREDS, NO_RETRIES, make_flow
 
@@ -19,12 +22,8 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_url(stack: LocalStack) -> str:
+    return stack.moto_url
 
 
 @pytest.fixture
@@ -49,19 +48,19 @@ async def control(url: str) -> AsyncIterator[EmulatorControl]:
 
 
 @pytest.fixture
-async def a2i(url: str) -> AsyncIterator[AugmentedAIRuntimeClient]:
-    session = aioboto3.Session()
-    async with session.client(
+async def a2i(url: str, aws_session: Any) -> AsyncIterator[AugmentedAIRuntimeClient]:
+    async with aws_session.client(
         "sagemaker-a2i-runtime", endpoint_url=url, config=NO_RETRIES, **CREDS
     ) as client:
         yield client
 
 
 @pytest.fixture
-async def sagemaker(url: str) -> AsyncIterator[SageMakerClient]:
+async def sagemaker(url: str, aws_session: Any) -> AsyncIterator[SageMakerClient]:
     """SageMaker's control plane, as served by the emulator (flow definitions, task UIs)."""
-    session = aioboto3.Session()
-    async with session.client("sagemaker", endpoint_url=url, config=NO_RETRIES, **CREDS) as client:
+    async with aws_session.client(
+        "sagemaker", endpoint_url=url, config=NO_RETRIES, **CREDS
+    ) as client:
         yield client
 
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aioboto3
 import pytest
 
 from a2i_emulator import EmulatorControl
@@ -34,10 +33,10 @@ class Env:
 
 @pytest.fixture
 async def env(
-    moto_url: str, sagemaker: SageMakerClient, control: EmulatorControl
+    moto_url: str, sagemaker: SageMakerClient, control: EmulatorControl, aws_session: Any
 ) -> AsyncIterator[Env]:
     """A bucket, a queue and a rule matching this test's flow definition only."""
-    session = aioboto3.Session()
+    session = aws_session
     async with (
         session.client("s3", endpoint_url=moto_url, **CREDS) as s3,
         session.client("sqs", endpoint_url=moto_url, **CREDS) as sqs,

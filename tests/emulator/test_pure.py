@@ -414,7 +414,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(
     operation=st.sampled_from(OPERATIONS),
     name=st.text(max_size=80),

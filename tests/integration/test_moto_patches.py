@@ -7,10 +7,9 @@ import sys
 import threading
 import types
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aioboto3
 import moto
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
@@ -18,6 +17,7 @@ from moto.core.utils import unix_time_millis
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Message, SQSBackend, sqs_backends
 
+from a2i_worker.local import LocalStack
 from a2i_worker.local.moto_patches import (
     PATCHES,
     PINNED_MOTO_VERSION,
@@ -28,7 +28,6 @@ from a2i_worker.local.moto_patches import (
     source_sha256,
     verify_patch_target,
 )
-from a2i_worker.local.moto_server import MotoServer
 
 REGION = "us-east-1"
 
@@ -45,20 +44,10 @@ class VisibilityCounter:
         return bool(VisibilityCounter.real.fget(message))
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = MotoServer()
-    url = server.start()
-    yield url
-    server.stop()
-
-
 @pytest.fixture
-async def sqs(moto_url: str) -> AsyncIterator[Any]:
-    session = aioboto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-    )
-    async with session.client("sqs", endpoint_url=moto_url) as client:
+async def sqs(stack: LocalStack, aws_session: Any) -> AsyncIterator[Any]:
+    """SQS of the session's moto (the project's MotoServer, patches applied, in-process)."""
+    async with aws_session.client("sqs", endpoint_url=stack.moto_url) as client:
         yield client
 
 

@@ -99,7 +99,7 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
         # 2. A throttling storm: StartHumanLoop limited to 4/s, burst 2.
         before = await _start_op(emulator)
         await emulator.put_quotas({"rates": {"StartHumanLoop": {"rate": 4.0, "burst": 2}}})
-        storm = await _phase(h, results, "storm", 30, 2, 60)
+        storm = await _phase(h, results, "storm", 20, 2, 60)
         after = await _start_op(emulator)
         throttled = after["throttled"] - before["throttled"]
         accepted = after["accepted"] - before["accepted"]

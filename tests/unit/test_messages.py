@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from a2i_worker.errors import PermanentError
@@ -283,7 +283,6 @@ def test_arbitrary_json(value: Any) -> None:
 
 
 @given(near_messages)
-@settings(max_examples=300)
 def test_arbitrary_near_messages(value: dict[str, Any]) -> None:
     _parse_only_rejects(json.dumps(value))
 

@@ -1,53 +1,48 @@
-"""Fixtures of the ledger contract suite: a moto server over HTTP and both backends.
+"""Fixtures of the ledger contract suite: both backends, DynamoDB on the session's moto.
 
-The moto server (DynamoDB) runs in this process on an ephemeral 127.0.0.1 port, once
-per session; every test gets its own table, so tests never see each other's records.
+moto is the session's local stack (tests/conftest.py): the project's keep-alive server,
+where conditional DynamoDB writes are atomic as on AWS (moto's own threaded server lets
+two racing writers pass the same condition). Every test gets its own table, so tests
+never see each other's records.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aioboto3
 import pytest
 
 from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
 from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
-from a2i_worker.local.moto_server import MotoServer
+from a2i_worker.local import LocalStack
 
 _tables = itertools.count()
 
 
+def _table() -> str:
+    """A table name no other test of this session (or process) uses."""
+    return f"ledger-{os.getpid()}-{next(_tables)}"
+
+
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    # The project's moto server: conditional DynamoDB writes are atomic there, as on AWS
-    # (moto's own threaded server lets two racing writers pass the same condition).
-    server = MotoServer("127.0.0.1", 0)
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
+def moto_url(stack: LocalStack) -> str:
+    return stack.moto_url
 
 
 @pytest.fixture
-async def dynamodb_client(moto_url: str) -> AsyncIterator[Any]:
-    session = aioboto3.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    async with session.client("dynamodb", endpoint_url=moto_url) as client:
+async def dynamodb_client(moto_url: str, aws_session: Any) -> AsyncIterator[Any]:
+    async with aws_session.client("dynamodb", endpoint_url=moto_url) as client:
         yield client
 
 
 @pytest.fixture
 async def table_name(dynamodb_client: Any) -> str:
-    name = f"ledger-{next(_tables)}"
+    name = _table()
     await create_table(dynamodb_client, name)
     return name
 
@@ -57,7 +52,7 @@ async def _open(kind: str, tmp_path: Path, dynamodb_client: Any) -> Ledger:
     if kind == "sqlite":
         ledger = SqliteLedger(tmp_path / "ledger.db")
     else:
-        name = f"ledger-{next(_tables)}"
+        name = _table()
         await create_table(dynamodb_client, name)
         ledger = DynamoDbLedger(name, dynamodb_client)
     await ledger.open()
@@ -70,7 +65,7 @@ async def _open_pair(kind: str, tmp_path: Path, client: Any) -> tuple[Ledger, Le
     if kind == "sqlite":
         first, second = SqliteLedger(tmp_path / "l.db"), SqliteLedger(tmp_path / "l.db")
     else:
-        name = f"ledger-{next(_tables)}"
+        name = _table()
         await create_table(client, name)
         first, second = DynamoDbLedger(name, client), DynamoDbLedger(name, client)
     await first.open()

@@ -258,5 +258,5 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert rec.result_id is not None
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+LedgerMachine.TestCase.settings = settings(stateful_step_count=40, deadline=None)
 TestLedgerMachine = LedgerMachine.TestCase

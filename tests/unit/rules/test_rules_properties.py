@@ -122,7 +122,7 @@ SINGLE = [load_rules({"Conditions": [c]}) for c in EVERY_TYPE]
 conditions = st.sampled_from(range(len(EVERY_TYPE)))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prediction=predictions, request_id=st.text(max_size=8))
 def test_evaluate_and_explain_never_raise(prediction: Any, request_id: str) -> None:
     decision = evaluate(ALL_RULES, prediction, request_id=request_id)
@@ -140,7 +140,7 @@ NON_SAMPLING = [i for i, c in enumerate(EVERY_TYPE) if c["ConditionType"] != "Sa
 deterministic = st.sampled_from(NON_SAMPLING)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(i=deterministic, j=deterministic, prediction=predictions, rid=st.text(max_size=6))
 def test_and_or_laws(i: int, j: int, prediction: Any, rid: str) -> None:
     a, b = EVERY_TYPE[i], EVERY_TYPE[j]
@@ -162,7 +162,7 @@ def test_and_or_laws(i: int, j: int, prediction: Any, rid: str) -> None:
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(i=conditions, j=conditions, prediction=predictions, rid=st.text(max_size=6))
 def test_composites_are_consistent_with_their_fired_members(
     i: int, j: int, prediction: Any, rid: str
@@ -188,7 +188,7 @@ def test_composites_are_consistent_with_their_fired_members(
     assert len(paths & {"Conditions[1].And[0]", "Conditions[1].And[1]"}) in (0, 2)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(i=conditions, prediction=predictions, rid=st.text(max_size=6))
 def test_nested_composites_match_their_flat_logic(i: int, prediction: Any, rid: str) -> None:
     c = EVERY_TYPE[i]
