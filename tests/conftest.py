@@ -49,12 +49,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     return make_scheduler(config, log)
 
-# ``make soak`` asks for the soak profile: property tests without their own example
-# count run 1,000 examples there; ``quick`` (Hypothesis' own default, 100) is the default.
-settings.register_profile("quick", max_examples=100)
-settings.register_profile("soak", max_examples=1000)
-settings.load_profile("quick")
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests only ever talk to the local stack: fixed fake credentials, never real ones."""
