@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean
+.PHONY: demo test lint typecheck unit soak chaos bench audit docs lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ soak: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos -o addopts="--strict-markers -p no:cacheprovider"
+
+## Regenerate the tables in README.md and docs/ from the code (a test fails when they are stale).
+docs: $(STAMP)
+	$(BIN)/python -m a2i_worker.docgen
 
 audit: $(STAMP)
 	$(BIN)/pip-audit -r requirements/constraints.txt --no-deps --disable-pip
