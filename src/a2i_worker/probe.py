@@ -43,7 +43,9 @@ def probe(url: str, timeout: float = 4.0) -> tuple[bool, str]:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http URL built above)
             status = int(response.status)
     except urllib.error.HTTPError as exc:
-        return False, f"{url} answered {exc.code}"
+        # /readyz's body names the reasons ("draining", "ledger: …"); nothing private.
+        body = exc.read(500).decode("utf-8", "replace").strip()
+        return False, f"{url} answered {exc.code}" + (f": {body}" if body else "")
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, f"{url} did not answer: {reason}"

@@ -50,6 +50,7 @@ async def test_probe_reads_the_port_from_the_settings() -> None:
         status, why = await _probe("readyz", health_port=port)
         assert status == 1
         assert "503" in why
+        assert '"reasons": ["starting"]' in why, "the probe shows why it is not ready"
         readiness.started = True
         assert (await _probe("readyz", health_port=port))[0] == 0
     finally:
