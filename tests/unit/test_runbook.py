@@ -29,13 +29,12 @@ def _exposed_metrics() -> set[str]:
 
 
 def _collector_selectors() -> list[str]:
-    from tests.deploy.cfn import load_template
+    from cfnlint.decode import cfn_yaml
 
-    containers = load_template()["Resources"]["TaskDefinition"]["Properties"][
-        "ContainerDefinitions"
-    ]
+    template = cfn_yaml.load(str(REPO / "deploy" / "cloudformation" / "a2i-worker.yaml"))
+    containers = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     (sidecar,) = [c["Fn::If"][1] for c in containers if "Fn::If" in c]
-    config = yaml.safe_load(sidecar["Environment"][0]["Value"]["Fn::Sub"])
+    config = yaml.safe_load(str(sidecar["Environment"][0]["Value"]["Fn::Sub"]))
     declarations = config["exporters"]["awsemf"]["metric_declarations"]
     return [s for d in declarations for s in d["metric_name_selectors"]]
 
