@@ -122,7 +122,18 @@ def main() -> None:
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "a2i_emulator.cli", "serve", "--port", "0", "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "a2i_emulator.cli",
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            "1",
+            "--flow",
+            "bench=manual",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -131,11 +142,8 @@ def main() -> None:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         rss_idle = _rss_mib(server.pid)
-        flow_arn = _http(
-            f"{url}/_emulator/flow-definitions",
-            "POST",
-            {"name": "bench", "output_s3_uri": "s3://bench/out", "reviewers": {"mode": "manual"}},
-        )["arn"]
+        # `serve --flow bench=manual` created it, Active and with manual reviewers
+        flow_arn = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/bench"
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         per_proc = args.total // args.procs

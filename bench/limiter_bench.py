@@ -50,6 +50,7 @@ from aiobotocore.config import AioConfig
 from aiolimiter import AsyncLimiter
 from botocore.exceptions import ClientError
 
+from a2i_emulator.aws_setup import create_flow_definition
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.a2i import A2IGateway
 from a2i_worker.aws import A2I_SERVICE, AwsClientSettings, client_config
@@ -405,7 +406,14 @@ def _rate_spec(rate: float) -> dict[str, Any]:
 
 
 async def _configure(ctl: EmulatorControl, scenario: Scenario) -> str:
-    arn = await ctl.create_flow_definition(_FLOW, "s3://bench-output/limiter")
+    async with _session().client("sagemaker", endpoint_url=ctl.base_url) as sagemaker:
+        arn = await create_flow_definition(
+            sagemaker,
+            _FLOW,
+            "s3://bench-output/limiter",
+            account_id="123456789012",
+            region="us-east-1",
+        )
     if scenario.review is None:
         await ctl.put_reviewers({"mode": "manual"})
     else:

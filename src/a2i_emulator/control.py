@@ -1,5 +1,7 @@
 """Typed async client of the emulator's ``/_emulator/`` control API (aiohttp).
 
+What no AWS API offers: reviewers, quotas, faults, finishing loops by hand, counters. Flow
+definitions are created through SageMaker's own API (:mod:`a2i_emulator.aws_setup`).
 One method per route (see docs/INTERNALS.md "Emulator"). Every method raises
 :class:`ControlAPIError` (with the HTTP status and the server's reason) on a non-2xx answer.
 Use as ``async with EmulatorControl(url) as ctl: ...`` or call :meth:`close` yourself.
@@ -61,19 +63,6 @@ class EmulatorControl:
                 raise ControlAPIError(resp.status, reason)
             return payload
 
-    async def create_flow_definition(
-        self, name: str, output_s3_uri: str, reviewers: dict[str, Any] | None = None
-    ) -> str:
-        """Register (or re-register) a flow definition; returns its ARN."""
-        body: dict[str, Any] = {"name": name, "output_s3_uri": output_s3_uri}
-        if reviewers is not None:
-            body["reviewers"] = reviewers
-        answer = await self._request("POST", "/flow-definitions", body)
-        return str(answer["arn"])
-
-    async def list_flow_definitions(self) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], await self._request("GET", "/flow-definitions"))
-
     async def get_quotas(self) -> dict[str, Any]:
         return cast(dict[str, Any], await self._request("GET", "/quotas"))
 
@@ -93,6 +82,11 @@ class EmulatorControl:
     async def put_reviewers(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge into the default ReviewerSpec (flows without their own spec use it)."""
         return cast(dict[str, Any], await self._request("PUT", "/reviewers", patch))
+
+    async def get_flow_reviewers(self, name: str) -> dict[str, Any]:
+        """The flow's ReviewerSpec (``"own": false`` when it follows the default one)."""
+        path = f"/flow-definitions/{name}/reviewers"
+        return cast(dict[str, Any], await self._request("GET", path))
 
     async def put_flow_reviewers(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         path = f"/flow-definitions/{name}/reviewers"

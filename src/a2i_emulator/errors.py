@@ -1,31 +1,20 @@
-"""API errors of A2I runtime, as the service model names them.
+"""API errors, named as the service models name them.
 
-:class:`ApiError` carries the modeled error code, its HTTP status and a message; the server
-turns it into a REST-JSON error response (``x-amzn-ErrorType`` header + ``{"Message"}`` body)
-that botocore maps to ``client.exceptions.<Code>``.
+:class:`ApiError` carries an error code and a message; the server looks the HTTP status up
+in the model of the service that answers (:func:`a2i_emulator.model.error_status`) and
+writes the protocol's error shape (:func:`a2i_emulator.wire.error_response`), which every
+SDK maps to its exception class (``client.exceptions.<Code>`` in botocore).
 """
 
 from __future__ import annotations
 
-__all__ = ["ERROR_STATUS", "ApiError"]
-
-ERROR_STATUS: dict[str, int] = {
-    "ValidationException": 400,
-    "ResourceNotFoundException": 404,
-    "ConflictException": 409,
-    "ServiceQuotaExceededException": 402,
-    "ThrottlingException": 429,
-    "InternalServerException": 500,
-}
+__all__ = ["ApiError"]
 
 
 class ApiError(Exception):
-    """A modeled error answer (``code`` is one of :data:`ERROR_STATUS`)."""
+    """A modeled (or common) error answer; ``code`` is the error shape's name."""
 
     def __init__(self, code: str, message: str) -> None:
-        if code not in ERROR_STATUS:
-            raise ValueError(f"unmodeled error code {code}")
         super().__init__(f"{code}: {message}")
         self.code = code
-        self.status = ERROR_STATUS[code]
         self.message = message

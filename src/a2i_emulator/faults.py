@@ -6,7 +6,8 @@ JSON form (control API ``/_emulator/faults``; PUT merges per key)::
      "operations": {"<Op>": {"error_rate": p, "unavailable_rate": p, "latency_ms": [lo, hi]}}}
 
 ``error_rate`` answers InternalServerException (500); ``unavailable_rate`` (an extension)
-answers a bare 503 with no body, like a load balancer in front of the service.
+answers a bare 503 with no body, like a load balancer in front of the service. Unknown keys
+are refused (``ValueError`` naming the known ones).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from a2i_emulator.strict import check_keys
 
 __all__ = ["EventDecision", "EventFaults", "FaultConfig", "OperationDecision", "OperationFaults"]
 
@@ -69,6 +72,7 @@ class EventFaults:
     def merged(self, obj: Any) -> EventFaults:
         if not isinstance(obj, Mapping):
             raise TypeError("events must be an object")
+        check_keys(obj, ("drop", "duplicate", "delay", "delay_seconds"), "faults.events")
         return EventFaults(
             drop=_prob(obj, "drop", self.drop),
             duplicate=_prob(obj, "duplicate", self.duplicate),
@@ -104,6 +108,7 @@ class OperationFaults:
     def merged(self, obj: Any) -> OperationFaults:
         if not isinstance(obj, Mapping):
             raise TypeError("operation faults must be an object")
+        check_keys(obj, ("error_rate", "unavailable_rate", "latency_ms"), "operation faults")
         return OperationFaults(
             error_rate=_prob(obj, "error_rate", self.error_rate),
             unavailable_rate=_prob(obj, "unavailable_rate", self.unavailable_rate),
@@ -150,6 +155,7 @@ class FaultConfig:
         """A new config with ``patch`` applied (ValueError on bad input, nothing applied)."""
         if not isinstance(patch, Mapping):
             raise TypeError("faults must be an object")
+        check_keys(patch, ("events", "operations"), "faults")
         events = self.events.merged(patch["events"]) if "events" in patch else self.events
         ops = dict(self.operations)
         raw_ops = patch.get("operations", {})

@@ -4,8 +4,9 @@ Promises:
 - :class:`TokenBucket` admits at most ``burst + rate * t`` calls in any window of ``t`` seconds.
 - :meth:`TokenBucket.configure` is a step change that takes effect for the very next call:
   tokens earned so far are settled at the old rate, then clamped to the new burst.
-- :class:`Quotas` answers "throttled?" per operation and "over the open-loop cap?" and can be
-  reconfigured at any time; ``None`` means unlimited.
+- :class:`Quotas` answers "throttled?" per operation and "over the open-loop cap?", holds the
+  caps on flow definitions and task UIs (ResourceLimitExceeded), and can be reconfigured at
+  any time; ``None`` means unlimited. A patch with a key it does not know is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from a2i_emulator.strict import check_keys
 
 __all__ = ["Clock", "Quotas", "RateSpec", "TokenBucket"]
 
@@ -40,6 +43,7 @@ class RateSpec:
             return None
         if not isinstance(obj, Mapping):
             raise TypeError("rate spec must be an object or null")
+        check_keys(obj, ("rate", "burst"), "a rate spec")
         rate = obj.get("rate")
         burst = obj.get("burst", max(1, int(rate)) if isinstance(rate, int | float) else 1)
         if isinstance(rate, bool) or not isinstance(rate, int | float):
@@ -89,6 +93,9 @@ class TokenBucket:
         return self._tokens
 
 
+_CAPS = ("max_in_progress", "max_flow_definitions", "max_human_task_uis")
+
+
 class Quotas:
     """Per-operation rate limits and the open-loop cap, both changeable while running."""
 
@@ -96,6 +103,8 @@ class Quotas:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self.max_in_progress: int | None = None
+        self.max_flow_definitions: int | None = None
+        self.max_human_task_uis: int | None = None
 
     def allow(self, operation: str) -> bool:
         """``True`` if a call of ``operation`` is admitted now (consumes a token)."""
@@ -128,16 +137,21 @@ class Quotas:
         return None if bucket is None else bucket.spec
 
     def update(self, patch: Mapping[str, Any], operations: tuple[str, ...]) -> None:
-        """Merge a control-API patch ``{"max_in_progress"?, "rates"?: {op: spec|null}}``.
+        """Merge a control-API patch ``{"max_in_progress"?, "max_flow_definitions"?,
+        "max_human_task_uis"?, "rates"?: {op: spec|null}}``.
 
         Validates the whole patch before applying any of it (ValueError on bad input).
         """
-        new_cap = self.max_in_progress
-        if "max_in_progress" in patch:
-            cap = patch["max_in_progress"]
-            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-                raise ValueError("max_in_progress must be a non-negative integer or null")
-            new_cap = cap
+        check_keys(patch, ("rates", *_CAPS), "quotas")
+        caps: dict[str, int | None] = {}
+        for key in _CAPS:
+            if key in patch:
+                cap = patch[key]
+                if cap is not None and (
+                    isinstance(cap, bool) or not isinstance(cap, int) or cap < 0
+                ):
+                    raise ValueError(f"{key} must be a non-negative integer or null")
+                caps[key] = cap
         rates: dict[str, RateSpec | None] = {}
         raw_rates = patch.get("rates", {})
         if not isinstance(raw_rates, Mapping):
@@ -146,7 +160,8 @@ class Quotas:
             if op not in operations:
                 raise ValueError(f"unknown operation {op!r}")
             rates[op] = RateSpec.from_json(raw)
-        self.max_in_progress = new_cap
+        for key, cap in caps.items():
+            setattr(self, key, cap)
         for op, spec in rates.items():
             self.set_rate(op, spec)
 
@@ -155,4 +170,4 @@ class Quotas:
         for op in operations:
             spec = self.rate(op)
             rates[op] = None if spec is None else spec.to_json()
-        return {"max_in_progress": self.max_in_progress, "rates": rates}
+        return {**{key: getattr(self, key) for key in _CAPS}, "rates": rates}

@@ -17,6 +17,7 @@ JSON form::
      "stop_delay": 1.0,
      "answers": {"template": {...},
                  "copy": {"answer_key": "input.dotted.path"},
+                 "perturb": {"answer_key": {"p": 0.1, "relative": 0.05}},
                  "flip": {"answer_key": 0.1},
                  "workers": 1}}
 """
@@ -31,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from a2i_emulator.strict import check_keys
+
 __all__ = [
     "OUTCOMES",
     "AnswerModel",
@@ -40,7 +43,13 @@ __all__ = [
 ]
 
 OUTCOMES: tuple[str, ...] = ("Completed", "Expired", "InternalError")
-_DISTRIBUTIONS = ("fixed", "uniform", "exponential", "lognormal")
+_DELAY_PARAMS: dict[str, tuple[str, ...]] = {
+    "fixed": ("seconds",),
+    "uniform": ("low", "high"),
+    "exponential": ("mean",),
+    "lognormal": ("mu", "sigma"),
+}
+_DISTRIBUTIONS = tuple(_DELAY_PARAMS)
 _MISSING = object()
 
 
@@ -71,6 +80,7 @@ class DelaySpec:
         if not isinstance(obj, Mapping):
             raise TypeError("delay must be an object")
         kind = obj.get("distribution", "fixed")
+        check_keys(obj, ("distribution", *_DELAY_PARAMS.get(kind, ())), f"delay ({kind})")
         if kind == "fixed":
             params = {"seconds": _number(obj, "seconds")}
         elif kind == "uniform":
@@ -110,19 +120,56 @@ def _dig(obj: Any, path: str) -> Any:
     return obj
 
 
+def _perturb_spec(obj: Any) -> dict[str, tuple[float, float]]:
+    if not isinstance(obj, Mapping):
+        raise TypeError("answers.perturb must be an object")
+    out: dict[str, tuple[float, float]] = {}
+    for key, spec in obj.items():
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"answers.perturb.{key} must be an object")
+        check_keys(spec, ("p", "relative"), f"answers.perturb.{key}")
+        p, relative = spec.get("p"), spec.get("relative", 0.1)
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+            raise ValueError(f"answers.perturb.{key}.p must be a probability in [0, 1]")
+        if isinstance(relative, bool) or not isinstance(relative, int | float) or relative <= 0:
+            raise ValueError(f"answers.perturb.{key}.relative must be a number > 0")
+        out[str(key)] = (float(p), float(relative))
+    return out
+
+
+def _perturbed(value: Any, relative: float, rng: random.Random) -> Any:
+    """``value`` moved by a factor in ±[relative/10, relative]; non-numbers unchanged."""
+    factor = 1 + rng.choice((-1, 1)) * rng.uniform(relative / 10, relative)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return round(value * factor, 2)
+    if isinstance(value, str):
+        try:
+            number = float(value.replace(",", ""))
+        except ValueError:
+            return value
+        return f"{number * factor:.2f}"
+    return value
+
+
 @dataclass(frozen=True)
 class AnswerModel:
-    """Builds ``answerContent``: template, then copied input fields, then boolean flips."""
+    """Builds ``answerContent``: template, then copied input fields, then perturbed numbers
+    (a reviewer correcting the model: with probability ``p`` a number, or a numeric string
+    such as "1250.00", moves by up to ``relative`` of itself), then boolean flips."""
 
     template: Mapping[str, Any] = field(default_factory=dict)
     copy_from: Mapping[str, str] = field(default_factory=dict)
     flip: Mapping[str, float] = field(default_factory=dict)
     workers: int = 1
+    perturb: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, obj: Any) -> AnswerModel:
         if not isinstance(obj, Mapping):
             raise TypeError("answers must be an object")
+        check_keys(obj, ("template", "copy", "perturb", "flip", "workers"), "answers")
         template = obj.get("template", {})
         copy_from = obj.get("copy", {})
         flip = obj.get("flip", {})
@@ -140,12 +187,19 @@ class AnswerModel:
             raise ValueError("answers.flip must map answer keys to probabilities in [0, 1]")
         if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 10:
             raise ValueError("answers.workers must be an integer in 1..10")
-        return cls(dict(template), dict(copy_from), {k: float(v) for k, v in flip.items()}, workers)
+        return cls(
+            dict(template),
+            dict(copy_from),
+            {k: float(v) for k, v in flip.items()},
+            workers,
+            _perturb_spec(obj.get("perturb", {})),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "template": dict(self.template),
             "copy": dict(self.copy_from),
+            "perturb": {k: {"p": p, "relative": r} for k, (p, r) in self.perturb.items()},
             "flip": dict(self.flip),
             "workers": self.workers,
         }
@@ -156,6 +210,9 @@ class AnswerModel:
             value = _dig(input_obj, path)
             if value is not _MISSING:
                 content[key] = copy.deepcopy(value)
+        for key, (p, relative) in self.perturb.items():
+            if key in content and rng.random() < p:
+                content[key] = _perturbed(content[key], relative, rng)
         for key, p in self.flip.items():
             if isinstance(content.get(key), bool) and rng.random() < p:
                 content[key] = not content[key]
@@ -177,6 +234,7 @@ class ReviewerSpec:
         """Parse ``obj``; keys it omits keep ``base``'s values (defaults if ``base`` is None)."""
         if not isinstance(obj, Mapping):
             raise TypeError("reviewer spec must be an object")
+        check_keys(obj, ("mode", "delay", "outcomes", "answers", "stop_delay"), "reviewers")
         base = base or cls()
         mode = obj.get("mode", base.mode)
         if mode not in ("auto", "manual"):

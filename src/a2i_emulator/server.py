@@ -1,9 +1,11 @@
-"""aiohttp app: the five A2I runtime operations (REST-JSON) and the ``/_emulator/`` control API.
+"""aiohttp app: A2I runtime (REST-JSON), the SageMaker flow-definition API (JSON 1.1 on
+``POST /`` by ``X-Amz-Target``) and the ``/_emulator/`` control API, on one port.
 
 Promises:
-- Every operation answers exactly like the service's REST-JSON protocol: 200 with the output
-  shape as JSON, or a modeled error (``x-amzn-ErrorType`` header, ``{"Message": ...}`` body,
-  the model's status code) that botocore raises as ``client.exceptions.<Code>``.
+- Every operation answers as its service's protocol says, serialized from the botocore
+  model (:mod:`a2i_emulator.wire`): 200 with the output shape, or the error shape with the
+  model's status code, which every SDK maps to its exception class.
+- Control-API bodies are strict: an unknown key is a 400 that lists the known keys.
 - :class:`EmulatorServer` runs the app on 127.0.0.1 (ephemeral port by default), either on
   the caller's event loop (:meth:`EmulatorServer.start`) or on its own loop in a daemon
   thread (:meth:`EmulatorServer.start_in_thread`).
@@ -23,8 +25,17 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from a2i_emulator.engine import ControlError, Emulator, EmulatorSettings
+from a2i_emulator.engine import ControlError, Emulator, EmulatorSettings, internal_error_code
 from a2i_emulator.errors import ApiError
+from a2i_emulator.model import (
+    A2I_RUNTIME,
+    SAGEMAKER,
+    SAGEMAKER_OPERATIONS,
+    service_model,
+    service_of,
+)
+from a2i_emulator.strict import check_keys
+from a2i_emulator.wire import JSON_CONTENT_TYPES, OutputShapeError, error_response, serialize_output
 
 __all__ = ["EmulatorConfig", "EmulatorServer", "build_app"]
 
@@ -47,6 +58,8 @@ class EmulatorConfig:
     seed: int | None = None
     aws_access_key_id: str = "testing"
     aws_secret_access_key: str = "testing"  # noqa: S105 - dummy credentials for moto
+    flow_activation_seconds: float = 0.1  # CreateFlowDefinition: Initializing this long
+    flow_deletion_seconds: float = 0.1  # DeleteFlowDefinition: Deleting this long
 
 
 def _request_id() -> str:
@@ -62,30 +75,61 @@ def _json_response(payload: Any, status: int = 200) -> web.Response:
     )
 
 
-def _api_error(exc: ApiError) -> web.Response:
+def _api_error(operation: str | None, exc: ApiError) -> web.Response:
+    service = A2I_RUNTIME if operation is None else service_of(operation)
+    status, headers, body = error_response(service, exc.code, exc.message)
     return web.Response(
-        body=json.dumps({"Message": exc.message}).encode(),
-        status=exc.status,
-        content_type=_JSON,
-        headers={"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": _request_id()},
+        body=body, status=status, headers={**headers, "x-amzn-RequestId": _request_id()}
     )
 
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _operation(emulator: Emulator, operation: str) -> _Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.read() if request.can_read_body else b""
-        try:
-            result = await emulator.call(
-                operation, path_params=request.match_info, query=request.query, body=body
-            )
-        except ApiError as exc:
-            return _api_error(exc)
+async def _answer(emulator: Emulator, operation: str, request: web.Request) -> web.Response:
+    body = await request.read() if request.can_read_body else b""
+    try:
+        result = await emulator.call(
+            operation, path_params=request.match_info, query=request.query, body=body
+        )
         if isinstance(result, int):
             return web.Response(status=result)
-        return _json_response(result)
+        payload = serialize_output(operation, result)
+    except ApiError as exc:
+        return _api_error(operation, exc)
+    except OutputShapeError:
+        log.exception("emulator_output_shape_error", operation=operation)
+        return _api_error(operation, ApiError(internal_error_code(operation), "Internal error."))
+    content_type = JSON_CONTENT_TYPES[service_model(service_of(operation)).protocol]
+    return web.Response(
+        body=payload,
+        headers={"Content-Type": content_type, "x-amzn-RequestId": _request_id()},
+    )
+
+
+def _operation(emulator: Emulator, operation: str) -> _Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await _answer(emulator, operation, request)
+
+    return handler
+
+
+def _sagemaker(emulator: Emulator) -> _Handler:
+    """``POST /`` with ``X-Amz-Target: SageMaker.<Operation>`` (JSON 1.1)."""
+    prefix = service_model(SAGEMAKER).metadata["targetPrefix"] + "."
+    served = frozenset(SAGEMAKER_OPERATIONS)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target[len(prefix) :] if target.startswith(prefix) else ""
+        if operation not in served:
+            status, headers, body = error_response(
+                SAGEMAKER,
+                "UnknownOperationException",
+                f"Operation {target or '(no X-Amz-Target)'} is not served by this emulator.",
+            )
+            return web.Response(body=body, status=status, headers=headers)
+        return await _answer(emulator, operation, request)
 
     return handler
 
@@ -102,6 +146,21 @@ async def _read_json(request: web.Request, *, required: bool = True) -> Any:
         raise ControlError(400, "body is not valid JSON") from None
 
 
+def _strict(body: Any, known: tuple[str, ...], where: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ControlError(400, "body must be an object")
+    try:
+        check_keys(body, known, where)
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    return body
+
+
+def _describe_view(loop: dict[str, Any]) -> dict[str, Any]:
+    """A loop as DescribeHumanLoop's JSON shows it (timestamps as the model says)."""
+    return dict(json.loads(serialize_output("DescribeHumanLoop", loop)))
+
+
 def _control(fn: _Handler) -> _Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
@@ -116,17 +175,8 @@ def build_app(emulator: Emulator) -> web.Application:
     """The aiohttp application serving ``emulator``."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
 
-    async def create_flow(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
-        if not isinstance(body, dict):
-            raise ControlError(400, "body must be an object")
-        flow = emulator.register_flow(
-            body.get("name"), body.get("output_s3_uri"), body.get("reviewers")
-        )
-        return _json_response({"arn": flow.arn})
-
-    async def list_flows(request: web.Request) -> web.StreamResponse:
-        return _json_response([f.to_json() for f in emulator.flows.values()])
+    async def get_flow_reviewers(request: web.Request) -> web.StreamResponse:
+        return _json_response(emulator.flow_reviewers(request.match_info["name"]))
 
     async def get_quotas(request: web.Request) -> web.StreamResponse:
         return _json_response(emulator.quotas.to_json(emulator_ops()))
@@ -152,21 +202,19 @@ def build_app(emulator: Emulator) -> web.Application:
         return _json_response(spec.to_json())
 
     async def finish(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request)
-        if not isinstance(body, dict):
-            raise ControlError(400, "body must be an object")
+        body = _strict(await _read_json(request), ("outcome", "answers"), "finish")
         loop = await emulator.finish_by_hand(
             request.match_info["name"], body.get("outcome"), body.get("answers")
         )
-        return _json_response(loop)
+        return _json_response(_describe_view(loop))
 
     async def counters(request: web.Request) -> web.StreamResponse:
         detail = request.query.get("detail") in ("1", "true")
         return _json_response(emulator.counters_json(detail=detail))
 
     async def reset(request: web.Request) -> web.StreamResponse:
-        body = await _read_json(request, required=False)
-        everything = isinstance(body, dict) and body.get("all") is True
+        body = _strict(await _read_json(request, required=False), ("all",), "reset")
+        everything = body.get("all") is True
         emulator.reset(everything=everything)
         return _json_response({"reset": True, "all": everything})
 
@@ -181,8 +229,7 @@ def build_app(emulator: Emulator) -> web.Application:
         return tuple(emulator.counters)
 
     c = "/_emulator"
-    app.router.add_post(f"{c}/flow-definitions", _control(create_flow))
-    app.router.add_get(f"{c}/flow-definitions", _control(list_flows))
+    app.router.add_get(f"{c}/flow-definitions/{{name}}/reviewers", _control(get_flow_reviewers))
     app.router.add_put(f"{c}/flow-definitions/{{name}}/reviewers", _control(put_flow_reviewers))
     app.router.add_get(f"{c}/quotas", _control(get_quotas))
     app.router.add_put(f"{c}/quotas", _control(put_quotas))
@@ -200,6 +247,7 @@ def build_app(emulator: Emulator) -> web.Application:
     app.router.add_get("/human-loops", _operation(emulator, "ListHumanLoops"))
     app.router.add_get("/human-loops/{HumanLoopName}", _operation(emulator, "DescribeHumanLoop"))
     app.router.add_delete("/human-loops/{HumanLoopName}", _operation(emulator, "DeleteHumanLoop"))
+    app.router.add_post("/", _sagemaker(emulator))
     return app
 
 

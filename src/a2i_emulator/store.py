@@ -14,15 +14,12 @@ Promises (documented A2I behaviour, see docs/INTERNALS.md "Emulator"):
 
 from __future__ import annotations
 
-import base64
 import bisect
-import hashlib
-import hmac
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+
+from a2i_emulator.tokens import TokenCodec, TokenError
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -66,10 +63,6 @@ class NotTerminalError(StoreError):
     """Delete of a loop that is still active (ValidationException)."""
 
 
-class TokenError(StoreError):
-    """NextToken is not one this store issued for this query (ValidationException)."""
-
-
 class _Order(Enum):
     ASC = "Ascending"
     DESC = "Descending"
@@ -110,7 +103,7 @@ class LoopStore:
 
     def __init__(self, region: str, account_id: str, token_key: bytes) -> None:
         self._arn_prefix = f"arn:aws:sagemaker:{region}:{account_id}:human-loop/"
-        self._token_key = token_key
+        self._tokens = TokenCodec(token_key)
         self._loops: dict[str, Loop] = {}
         self._by_flow: dict[str, _FlowIndex] = {}
         self._seq = 0
@@ -256,41 +249,6 @@ class LoopStore:
 
     # -- listing -----------------------------------------------------------------------------
 
-    def _token_mac(self, payload: bytes) -> str:
-        return hmac.new(self._token_key, payload, hashlib.sha256).hexdigest()[:24]
-
-    def _query_id(self, flow: str, after: float | None, before: float | None, order: _Order) -> str:
-        raw = json.dumps([flow, after, before, order.value]).encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
-
-    def _encode_token(self, query_id: str, cursor: int) -> str:
-        payload = json.dumps({"q": query_id, "c": cursor}, separators=(",", ":")).encode()
-        token = {"p": payload.decode(), "m": self._token_mac(payload)}
-        return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
-
-    def _open_token(self, token: str) -> dict[str, Any] | None:
-        """The signed payload of ``token``, or ``None`` if it is not one of ours."""
-        try:
-            outer = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-            payload = outer["p"].encode()
-            if not hmac.compare_digest(outer["m"], self._token_mac(payload)):
-                return None
-            inner = json.loads(payload)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-        return inner if isinstance(inner, dict) else None
-
-    def _decode_token(self, token: str, query_id: str) -> int:
-        inner = self._open_token(token)
-        if inner is None:
-            raise TokenError("The NextToken is not valid.")
-        if inner.get("q") != query_id:
-            raise TokenError("The NextToken does not belong to this query.")
-        cursor = inner.get("c")
-        if isinstance(cursor, bool) or not isinstance(cursor, int):
-            raise TokenError("The NextToken is not valid.")
-        return cursor
-
     def list(
         self,
         flow_definition_arn: str,
@@ -307,11 +265,11 @@ class LoopStore:
         bound to this exact query (flow, filters, order) and signed, so garbage is refused.
         """
         order = _Order(sort_order)
-        query_id = self._query_id(
-            flow_definition_arn, creation_time_after, creation_time_before, order
+        query_id = TokenCodec.query_id(
+            flow_definition_arn, creation_time_after, creation_time_before, order.value
         )
         index = self._by_flow.get(flow_definition_arn)
-        cursor = None if next_token is None else self._decode_token(next_token, query_id)
+        cursor = None if next_token is None else self._tokens.decode(next_token, query_id)
         if index is None:
             return Page([], None)
         seqs, loops = index.seqs, index.loops
@@ -344,7 +302,7 @@ class LoopStore:
                 and (creation_time_before is None or ct <= creation_time_before)
             ):
                 if len(out) == max_results:
-                    return Page(out, self._encode_token(query_id, last_seq or loop.seq))
+                    return Page(out, self._tokens.encode(query_id, last_seq or loop.seq))
                 out.append(loop)
                 last_seq = loop.seq
             i += step

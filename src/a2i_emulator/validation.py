@@ -1,4 +1,4 @@
-"""Request deserialization and validation against the botocore ``sagemaker-a2i-runtime`` model.
+"""Request deserialization and validation against the botocore service models.
 
 Promise: :func:`parse_request` either returns the operation's input as a plain ``dict`` that
 satisfies every constraint of the service model (required members, types, lengths, ranges,
@@ -6,8 +6,12 @@ enums and ``pattern`` traits — botocore's own validator checks only the minimu
 :class:`RequestValidationError` with a message a person can act on. It never raises anything
 else, whatever the bytes it is given.
 
-The model is loaded once per process with ``botocore.loaders``; per-operation specs (member
-locations, compiled patterns) are cached so the hot path does no model lookups.
+Both services served here go through it: A2I runtime (REST-JSON: members from the path, the
+query string and the body) and the SageMaker subset (JSON 1.1: every member in the body).
+Models come from :mod:`a2i_emulator.model`; per-operation specs (member locations, compiled
+patterns) are cached so the hot path does no model lookups. A ``pattern`` Python's ``re``
+cannot compile (Unicode classes such as ``\\p{L}`` in SageMaker's tag patterns) is not
+checked; lengths and the rest still are.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.loaders
 import botocore.model
 from botocore.utils import parse_timestamp
 from botocore.validate import ParamValidator
+
+from a2i_emulator.model import A2I_OPERATIONS, operation_model
 
 __all__ = [
     "OPERATIONS",
@@ -31,19 +36,9 @@ __all__ = [
     "RequestValidationError",
     "operation_spec",
     "parse_request",
-    "service_model",
 ]
 
-SERVICE_NAME = "sagemaker-a2i-runtime"
-API_VERSION = "2019-11-07"
-
-OPERATIONS: tuple[str, ...] = (
-    "StartHumanLoop",
-    "DescribeHumanLoop",
-    "DeleteHumanLoop",
-    "StopHumanLoop",
-    "ListHumanLoops",
-)
+OPERATIONS: tuple[str, ...] = A2I_OPERATIONS
 
 
 class RequestValidationError(Exception):
@@ -54,20 +49,15 @@ class RequestValidationError(Exception):
         self.message = message
 
 
-@functools.cache
-def service_model() -> botocore.model.ServiceModel:
-    """The installed botocore model of A2I runtime (loaded once)."""
-    loader = botocore.loaders.create_loader()
-    data = loader.load_service_model(SERVICE_NAME, "service-2", API_VERSION)
-    return botocore.model.ServiceModel(data, service_name=SERVICE_NAME)
-
-
-def _compile_pattern(pattern: str) -> re.Pattern[str]:
+def _compile_pattern(pattern: str) -> re.Pattern[str] | None:
     # Model patterns are ECMAScript-style and not implicitly anchored; Python's ``$`` also
     # matches before a trailing newline, which the service would reject, so use ``\Z``.
     if pattern.endswith("$") and not pattern.endswith("\\$"):
         pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern, re.DOTALL)
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error:  # e.g. \p{L}: not checked (see the module's docstring)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +89,9 @@ def _collect_patterns(
     seen.add(shape.name)
     pattern = shape.metadata.get("pattern")
     if isinstance(pattern, str):
-        out[shape.name] = _compile_pattern(pattern)
+        compiled = _compile_pattern(pattern)
+        if compiled is not None:
+            out[shape.name] = compiled
     if isinstance(shape, botocore.model.StructureShape):
         for member in shape.members.values():
             _collect_patterns(member, out, seen)
@@ -112,8 +104,8 @@ def _collect_patterns(
 
 @functools.cache
 def operation_spec(name: str) -> OperationSpec:
-    """Cached spec of one operation of the model (``KeyError`` for unknown names)."""
-    op = service_model().operation_model(name)
+    """Cached spec of one operation served here (``KeyError`` for unknown names)."""
+    op = operation_model(name)
     input_shape = op.input_shape
     assert isinstance(input_shape, botocore.model.StructureShape)
     members = tuple(
@@ -143,6 +135,29 @@ def operation_spec(name: str) -> OperationSpec:
 _VALIDATOR = ParamValidator()
 
 
+def _timestamp(member: _Member, raw: Any) -> dt.datetime:
+    """A timestamp member as sent: ISO 8601 / RFC 822 text, or epoch seconds (JSON bodies)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise RequestValidationError(
+            f"Value '{raw}' at '{member.name}' failed to satisfy constraint: "
+            "Member must be a timestamp"
+        )
+    try:
+        value = (
+            parse_timestamp(raw)
+            if isinstance(raw, str)
+            else dt.datetime.fromtimestamp(raw, tz=dt.UTC)
+        )
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise RequestValidationError(
+            f"Value '{raw}' at '{member.name}' failed to satisfy constraint: "
+            "Member must be a timestamp"
+        ) from None
+    if not isinstance(value, dt.datetime):  # pragma: no cover - parse_timestamp promise
+        raise RequestValidationError(f"Invalid timestamp at '{member.name}'")
+    return value
+
+
 def _convert_scalar(member: _Member, raw: str) -> Any:
     """Deserialize a uri/querystring value per the member's shape type."""
     type_name = member.shape.type_name
@@ -155,16 +170,7 @@ def _convert_scalar(member: _Member, raw: str) -> Any:
                 "Member must be an integer"
             ) from None
     if type_name == "timestamp":
-        try:
-            value = parse_timestamp(raw)
-        except (ValueError, TypeError, OverflowError):
-            raise RequestValidationError(
-                f"Value '{raw}' at '{member.name}' failed to satisfy constraint: "
-                "Member must be a timestamp"
-            ) from None
-        if not isinstance(value, dt.datetime):  # pragma: no cover - parse_timestamp promise
-            raise RequestValidationError(f"Invalid timestamp at '{member.name}'")
-        return value
+        return _timestamp(member, raw)
     if type_name == "boolean":
         if raw not in ("true", "false"):
             raise RequestValidationError(f"Value '{raw}' at '{member.name}' must be a boolean")
@@ -248,8 +254,11 @@ def parse_request(
         body_obj = {}
     for member in spec.members:
         if member.location is None:
-            if member.name in body_obj and body_obj[member.name] is not None:
-                params[member.name] = body_obj[member.name]
+            value = body_obj.get(member.location_name)
+            if value is not None:
+                if member.shape.type_name == "timestamp":
+                    value = _timestamp(member, value)
+                params[member.name] = value
         elif member.location == "uri":
             raw = path_params.get(member.location_name)
             if raw is not None:

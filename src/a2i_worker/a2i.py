@@ -140,6 +140,8 @@ class A2IGateway:
                     except Exception as exc:
                         c = classify(exc)
                         self._count("StartHumanLoop", c)
+                        if c.kind is ErrorKind.BUG:
+                            raise  # a defect: the caller logs its traceback
                     else:
                         self._limiter.on_success("start")
                         self._gate.on_start_succeeded()
@@ -185,6 +187,13 @@ class A2IGateway:
                 await anyio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 5.0)
                 continue
+            if c.kind is ErrorKind.INVALID:
+                # A2I answers ValidationException for a name already used by a loop: the
+                # code cannot tell that from a bad input, so Describe decides.
+                existing = await self.describe(name)
+                if existing is not None:
+                    log.info("loop already existed; using it", loop_name=name, code=c.code)
+                    return existing
             raise _permanent("StartHumanLoop", c)
 
     # -- DescribeHumanLoop ----------------------------------------------------------
@@ -265,6 +274,8 @@ class A2IGateway:
                 except Exception as exc:
                     c = classify(exc)
                     self._count(op, c)
+                    if c.kind is ErrorKind.BUG:
+                        raise  # a defect: the caller logs its traceback
                 else:
                     self._limiter.on_success("sweep")
                     self._count(op, None)

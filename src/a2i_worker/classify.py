@@ -1,8 +1,10 @@
 """Classify AWS client errors in one place.
 
-Every role asks this module what an exception means; nobody matches error strings
-elsewhere. The answer decides between retrying (the SQS message stays), slowing down
-(limiter, quota gate), asking Describe (name conflicts) and rejecting with a reason.
+Every role asks this module what an exception means, by error code and HTTP status
+only: never by message text, which AWS does not promise to keep. An exception that is
+neither an AWS nor a network error is a BUG: callers log its traceback and back off.
+The answer decides between retrying (the SQS message stays), slowing down (limiter,
+quota gate), asking Describe (name conflicts) and rejecting with a reason.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class ErrorKind(enum.StrEnum):
     INVALID = "invalid"  # the request itself is wrong: reject with the reason
     ACCESS = "access"  # permissions/configuration: reject (the operator must act)
     TRANSIENT = "transient"  # 5xx, network, timeouts: retry later
+    BUG = "bug"  # not an AWS or network error: a defect; log the traceback, back off
 
 
 _THROTTLE_CODES = frozenset(
@@ -92,11 +95,6 @@ def _status(exc: ClientError) -> int:
         return 0
 
 
-def _looks_like_name_in_use(message: str) -> bool:
-    lowered = message.lower()
-    return "already exist" in lowered or "already been used" in lowered or "in use" in lowered
-
-
 def classify(exc: BaseException) -> Classified:
     """Map any exception raised by an AWS call to what the caller should do."""
     if isinstance(exc, ClientError):
@@ -113,7 +111,7 @@ def classify(exc: BaseException) -> Classified:
             return Classified(ErrorKind.NOT_FOUND, code, message)
         if code in _ACCESS_CODES:
             return Classified(ErrorKind.ACCESS, code, message)
-        if code == "ValidationException" and _looks_like_name_in_use(message):
+        if code in ("ResourceInUseException", "ResourceInUse", "AlreadyExistsException"):
             return Classified(ErrorKind.ALREADY_EXISTS, code, message)
         if status >= 500 or code in (
             "InternalServerException",
@@ -144,4 +142,4 @@ def classify(exc: BaseException) -> Classified:
         return Classified(ErrorKind.TRANSIENT, type(exc).__name__, str(exc))
     if isinstance(exc, BotoCoreError):
         return Classified(ErrorKind.TRANSIENT, type(exc).__name__, str(exc))
-    return Classified(ErrorKind.TRANSIENT, type(exc).__name__, str(exc))
+    return Classified(ErrorKind.BUG, type(exc).__name__, str(exc))

@@ -48,8 +48,10 @@ def _fail(lines: list[str], code: int = 2) -> typer.Exit:
 
 
 def _load_settings(**overrides: Any) -> Any:
+    from a2i_worker.envfile import export_env_file_aws_variables
     from a2i_worker.settings import Settings, describe_settings_errors
 
+    export_env_file_aws_variables()
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -184,16 +186,32 @@ def local(
     ] = 2.0,
     moto_port: Annotated[int, typer.Option(help="Port for moto (0 = any free port).")] = 0,
     a2i_port: Annotated[int, typer.Option(help="Port for the A2I emulator (0 = any).")] = 0,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run a worker on the stack (--no-worker: the stack only; join it with "
+            "A2I_WORKER_ENV_FILE=<env file> a2i-worker run).",
+        ),
+    ] = True,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the stack's env file (default: in its directory)."),
+    ] = None,
 ) -> None:
-    """Start the local stack (moto + A2I emulator) and a worker on it; --demo: run the demo."""
+    """Start the embedded local stack (moto + A2I emulator) and, unless --no-worker, a worker."""
     from a2i_worker.local.demo import DemoOptions, run_local
 
+    if demo and not worker:
+        raise _fail(["--demo runs its own worker; it cannot be combined with --no-worker"])
     opts = DemoOptions(
         demo=demo,
         requests=requests,
         review_seconds=review_seconds,
         moto_port=moto_port,
         a2i_port=a2i_port,
+        worker=worker,
+        env_file=env_file,
     )
     code = run_local(opts)
     raise typer.Exit(code)

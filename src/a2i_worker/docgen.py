@@ -134,7 +134,9 @@ def cli_table() -> str:
                 metavar = param.name.upper() if param.name else "ARG"
                 words.append(metavar if param.required else f"[{metavar}]")
             elif not param.hidden:
-                options.append(f"`{max(param.opts, key=len)}`")
+                flag = max(param.opts, key=len)
+                off = max(param.secondary_opts, key=len) if param.secondary_opts else ""
+                options.append(f"`{flag}/{off}`" if off else f"`{flag}`")
         summary = (command.help or "").strip().split("\n\n")[0]
         rows.append((f"`{' '.join(words)}`", ", ".join(options) or "—", summary))
     return _table(("command", "options", "what it does"), rows)

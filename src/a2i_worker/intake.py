@@ -15,48 +15,22 @@ Used for both the requests queue and the events queue. Promises:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
 
 from a2i_worker.classify import classify
+from a2i_worker.sqs_types import Handler, SqsMessage, Verdict
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
 
-__all__ = ["MessageBatcher", "QueueConsumer", "SqsMessage", "Verdict"]
+__all__ = ["MessageBatcher", "QueueConsumer", "SqsMessage", "Verdict", "backoff_visibility"]
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
-
-
-@dataclass(eq=False)
-class SqsMessage:
-    """One received message while the worker holds it."""
-
-    queue_url: str
-    message_id: str
-    receipt_handle: str
-    body: str
-    receive_count: int
-    sent_timestamp_ms: int | None
-    received_monotonic: float = field(default_factory=time.monotonic)
-    extended_until: float = 0.0  # monotonic time up to which visibility was extended
-    done: bool = False
-
-
-class Verdict:
-    """What a handler decided about a message."""
-
-    DELETE = "delete"  # the outcome is durable: delete the message
-    RETRY = "retry"  # transient trouble: leave it, make it visible again soon
-    KEEP = "keep"  # leave it as it is (visibility runs out by itself)
-
-
-Handler = Callable[[SqsMessage], Awaitable[str]]
 
 
 class MessageBatcher:
@@ -90,31 +64,34 @@ class MessageBatcher:
         await done.wait()
 
     async def change_visibility(self, msgs: list[SqsMessage], visibility: int) -> list[SqsMessage]:
-        """ChangeMessageVisibilityBatch; returns the messages whose change failed."""
+        """ChangeMessageVisibilityBatch, ten a call, all calls at once (a shutdown hands
+        back everything held inside its grace period); returns the messages whose change
+        failed."""
         failed: list[SqsMessage] = []
         by_queue: dict[str, list[SqsMessage]] = {}
         for m in msgs:
             by_queue.setdefault(m.queue_url, []).append(m)
-        for queue_url, items in by_queue.items():
-            for chunk in _chunks(items, 10):
-                entries: list[Any] = [
-                    {
-                        "Id": str(i),
-                        "ReceiptHandle": m.receipt_handle,
-                        "VisibilityTimeout": visibility,
-                    }
-                    for i, m in enumerate(chunk)
-                ]
-                try:
-                    resp = await self._sqs.change_message_visibility_batch(
-                        QueueUrl=queue_url, Entries=entries
-                    )
-                except Exception as exc:
-                    log.warning("visibility change failed", error=classify(exc).code, n=len(chunk))
-                    failed.extend(chunk)
-                    continue
-                for f in resp.get("Failed", []):
-                    failed.append(chunk[int(f["Id"])])
+
+        async def one(queue_url: str, chunk: list[SqsMessage]) -> None:
+            entries: list[Any] = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": visibility}
+                for i, m in enumerate(chunk)
+            ]
+            try:
+                resp = await self._sqs.change_message_visibility_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+            except Exception as exc:
+                log.warning("visibility change failed", error=classify(exc).code, n=len(chunk))
+                failed.extend(chunk)
+                return
+            for f in resp.get("Failed", []):
+                failed.append(chunk[int(f["Id"])])
+
+        async with anyio.create_task_group() as tg:
+            for queue_url, items in by_queue.items():
+                for chunk in _chunks(items, 10):
+                    tg.start_soon(one, queue_url, chunk)
         return failed
 
     async def run(self) -> None:
@@ -198,6 +175,7 @@ class QueueConsumer:
         visibility_timeout: int = 120,
         heartbeat_interval: float = 30.0,
         retry_visibility: int = 5,
+        receive_backoff_max: float = 20.0,
         on_receive_error: Callable[[str], None] | None = None,
         on_receive_ok: Callable[[], None] | None = None,
     ) -> None:
@@ -213,6 +191,8 @@ class QueueConsumer:
         self._visibility = visibility_timeout
         self._heartbeat_interval = heartbeat_interval
         self._retry_visibility = retry_visibility
+        self._backoff_min = min(0.5, receive_backoff_max)
+        self._backoff_max = receive_backoff_max
         self._held: dict[str, SqsMessage] = {}
         # Heartbeats and hand_back() both change visibility: serialised, so an extension
         # already on the wire can never land after a hand-back and hide the message again.
@@ -281,7 +261,7 @@ class QueueConsumer:
                 self._receivers_done.set()
 
     async def _receive_loop_inner(self) -> None:
-        backoff = 0.5
+        backoff = self._backoff_min
         while not self._stopping.is_set():
             # Wait for at least one free slot before asking SQS for anything.
             await self._slots.acquire()
@@ -301,7 +281,7 @@ class QueueConsumer:
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 )
                 got = [dict(m) for m in resp.get("Messages", [])]
-                backoff = 0.5
+                backoff = self._backoff_min
                 if self._on_receive_ok:
                     self._on_receive_ok()
             except Exception as exc:
@@ -312,7 +292,7 @@ class QueueConsumer:
                 for _ in range(free):
                     self._slots.release()
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 20.0)
+                backoff = min(backoff * 2, self._backoff_max)
                 continue
             # Give back the slots we did not use.
             for _ in range(free - len(got)):
@@ -366,12 +346,15 @@ class QueueConsumer:
         except Exception:  # a bug must not kill the worker; the message is retried
             log.exception("handler crashed; message will be retried", queue=self.name)
             verdict = Verdict.RETRY
+            msg.retry_after = backoff_visibility(msg.receive_count, self._retry_visibility)
         try:
             with anyio.CancelScope(shield=True):
                 if verdict == Verdict.DELETE:
                     await self._batcher.delete(msg)
                 elif verdict == Verdict.RETRY and not msg.done:
-                    await self._batcher.change_visibility([msg], self._retry_visibility)
+                    await self._batcher.change_visibility(
+                        [msg], msg.retry_after or self._retry_visibility
+                    )
         finally:
             self._forget(msg)
             self.handled += 1
@@ -398,6 +381,11 @@ class QueueConsumer:
                 if id(m) not in failed_ids:
                     m.extended_until = now + self._visibility
             log.debug("heartbeat", queue=self.name, extended=len(due) - len(failed))
+
+
+def backoff_visibility(receive_count: int, base: int, cap: int = 900) -> int:
+    """Visibility for a message that failed ``receive_count`` times: doubling, capped."""
+    return int(min(cap, base * 2 ** max(0, min(receive_count - 1, 16))))
 
 
 def _chunks(items: list[_T], size: int) -> list[list[_T]]:

@@ -260,7 +260,7 @@ class ReviewRequest(BaseModel):
         """What the rules evaluate: ``prediction`` if given, else ``input``.
 
         With ``input_s3_uri`` and no ``prediction`` this is ``None``: the input is not
-        known until it is read from S3, which is the submitter's decision.
+        known until it is read from S3, which the request handler does.
         """
         return self.prediction if self.has_prediction else self.input
 

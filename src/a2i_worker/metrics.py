@@ -23,6 +23,12 @@ class Metrics:
         self.rejections = Counter(
             "a2i_worker_rejections", "Rejected messages by reason code", ["code"], registry=r
         )
+        self.unexpected_errors = Counter(
+            "a2i_worker_unexpected_errors",
+            "Exceptions that are neither AWS nor network errors (bugs), by role",
+            ["role"],
+            registry=r,
+        )
         self.loops_started = Counter(
             "a2i_worker_loops_started", "Human loops started (including resubmissions)", registry=r
         )

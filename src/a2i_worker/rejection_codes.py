@@ -34,7 +34,7 @@ class Stage(enum.StrEnum):
     LEDGER = "ledger"
     BUDGET = "budget"
     A2I = "A2I"
-    CANCEL = "cancel"
+    RETRIES = "retries"
 
 
 @dataclass(frozen=True)
@@ -155,9 +155,15 @@ _CODES = [
         "A2I refused the request's deterministic loop name and no loop of that name exists",
     ),
     RejectionCode(
-        "cancel_unknown_request",
-        Stage.CANCEL,
-        "a cancel names a `request_id` the worker has never seen",
+        "retries_exhausted",
+        Stage.RETRIES,
+        "transient errors on every receive up to the message's last (the queue's "
+        "`maxReceiveCount`, else `A2I_WORKER_MAX_RECEIVES`); the reason names the last error",
+    ),
+    RejectionCode(
+        "internal_error",
+        Stage.RETRIES,
+        "an unexpected error (a bug, logged with its traceback) on every receive up to the last",
     ),
 ]
 

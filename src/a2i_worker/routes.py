@@ -15,7 +15,7 @@
     human = "total"                           # JMESPath into the first answer's answerContent
     tolerance = 0.01                          # optional; absent -> equality
 
-    [routes.invoices.budget]                  # optional; enforced by the submitter
+    [routes.invoices.budget]                  # optional; enforced by the request handler
     per_hour = 500
     per_day = 5000
     policy = "defer"                          # defer | sample | reject

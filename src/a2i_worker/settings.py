@@ -2,7 +2,9 @@
 
 Sources, highest priority first: keyword arguments, environment variables, then the
 dotenv file named by ``A2I_WORKER_ENV_FILE`` (optional; ``KEY=value`` lines; a named
-file that does not exist is an error). Variable names are case-insensitive.
+file that does not exist is an error). Variable names are case-insensitive. The file's
+``AWS_*`` lines are exported by :func:`a2i_worker.envfile.export_env_file_aws_variables`
+(real variables win), so one file written by ``a2i-worker local`` configures botocore too.
 
 The standard AWS variables (``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
 ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS`` …) are read by botocore itself and are
@@ -53,6 +55,7 @@ __all__ = [
 ENV_PREFIX = "A2I_WORKER_"
 ENV_FILE_VARIABLE = "A2I_WORKER_ENV_FILE"
 
+
 _QUEUE_URL = re.compile(r"https?://[^\s/]+/\S+")
 _LEDGER_URL = re.compile(r"sqlite:///\S+|dynamodb://[A-Za-z0-9_.\-]{3,255}(\?\S*)?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -102,8 +105,8 @@ class Settings(BaseSettings):
     # -- files -----------------------------------------------------------------------
     env_file: Path | None = Field(
         default=None,
-        description="Optional dotenv file with more A2I_WORKER_* variables "
-        "(real environment variables win).",
+        description="Optional dotenv file with more A2I_WORKER_* variables, and AWS_* ones "
+        "exported for botocore (real environment variables win).",
         json_schema_extra={"allowed": "a path to an existing file"},
     )
 
@@ -144,12 +147,15 @@ class Settings(BaseSettings):
     )
     visibility_timeout_seconds: int = Field(
         default=120,
-        ge=10,
+        ge=1,
         le=43_200,
         description="Visibility timeout given to received messages (extended by heartbeats).",
     )
     heartbeat_interval_seconds: float = _seconds(
         30, "How often visibility of in-flight messages is extended (< visibility timeout)."
+    )
+    receive_backoff_max_seconds: float = _seconds(
+        20, "Longest pause after failed receives (doubling from 0.5 s, or this if less).", le=600
     )
 
     # -- rate limiting ---------------------------------------------------------------
@@ -170,6 +176,15 @@ class Settings(BaseSettings):
         gt=0,
         le=10_000,
         description="Ceiling of Describe/List calls per second for reconciliation.",
+    )
+    sweep_rate_initial: float = Field(
+        default=5.0,
+        gt=0,
+        le=10_000,
+        description="Describe/List calls/s to begin with (at most the ceiling).",
+    )
+    quota_probe_seconds: float = _seconds(
+        15, "After ServiceQuotaExceeded: seconds (jittered +-50 %) before a probe start.", le=3600
     )
 
     # -- reconciliation --------------------------------------------------------------
@@ -194,6 +209,38 @@ class Settings(BaseSettings):
     )
     delete_finished_loops: bool = Field(
         default=False, description="Delete loops in A2I once their result is published."
+    )
+    start_wait_seconds: float = _seconds(
+        60,
+        "Longest one StartHumanLoop waits for the rate limiter and the quota gate; the "
+        "request then stays STARTING and the sweeper retries it.",
+        le=3600,
+    )
+    start_timeout_seconds: float = _seconds(
+        21_600,
+        "A request that could not get a loop for this long after it entered STARTING ends "
+        "failed (failure_code start_timed_out).",
+        le=30 * 86_400,
+    )
+    stopping_timeout_seconds: float = _seconds(
+        1800,
+        "A loop in Stopping for this long (since it entered Stopping) is resolved as stopped.",
+        le=30 * 86_400,
+    )
+    output_tries: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Reads of a missing or unreadable output.json before the request ends "
+        "failed (output_missing, output_access_denied, output_unreadable).",
+    )
+    max_receives: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Receives after which a request that keeps failing is rejected "
+        "(retries_exhausted, internal_error); the requests queue's redrive "
+        "maxReceiveCount is used instead when it has one.",
     )
 
     # -- results ---------------------------------------------------------------------

@@ -3,8 +3,12 @@
 Events can be lost, so every STARTING/OPEN record carries a ``next_check_at``. Each
 sweep takes the records that are due and:
 
-- STARTING (crash window, or a resubmission whose start failed): DescribeHumanLoop —
-  found → OPEN; not found → start it (same deterministic name, never a second loop);
+- STARTING (crash window, or a start that did not happen yet): the starter's
+  ``resume`` — Describe; found → OPEN; not found → start it (same deterministic name,
+  never a second loop), or end it (cancel noted: ``stopped``; in STARTING longer than
+  the start timeout: ``failed``). The first sweep after a restart takes every STARTING
+  record at once, whenever it was scheduled: a half-started request resumes within
+  seconds, whatever the visibility timeout;
 - OPEN, few per flow definition: DescribeHumanLoop each;
 - OPEN, many per flow definition: one paged ListHumanLoops from the oldest due loop's
   creation time; only loops that List shows finished get a Describe (for the output
@@ -12,7 +16,8 @@ sweep takes the records that are due and:
   may end before them), and if A2I no longer knows them they are resolved as ``failed``;
 - OPEN with a terminal status but no result yet (output.json not readable earlier):
   finish again;
-- Stopping for too long: StopHumanLoop again, then resolved as ``stopped`` with a reason.
+- Stopping for longer than ``stopping_timeout``, counted from when the loop entered
+  Stopping (``phase_since``): resolved as ``stopped`` with a reason.
 
 All calls go through the limiter's ``sweep`` class, so a sweep never starves starts.
 """
@@ -31,6 +36,8 @@ import structlog
 
 from a2i_worker.a2i import A2IGateway, LoopInfo, LoopSummary
 from a2i_worker.classify import classify
+from a2i_worker.event_handler import EventHandler
+from a2i_worker.failures import report_failure
 from a2i_worker.ledger.protocol import (
     TERMINAL_LOOP_STATUSES,
     Ledger,
@@ -38,7 +45,7 @@ from a2i_worker.ledger.protocol import (
     LoopUpdate,
     Phase,
 )
-from a2i_worker.reconciler import EventHandler, FinisherConfig, start_recorded
+from a2i_worker.request.starter import Starter
 
 if TYPE_CHECKING:
     from a2i_worker.metrics import Metrics
@@ -95,7 +102,7 @@ class Sweeper:
         ledger: Ledger,
         gateway: A2IGateway,
         events: EventHandler,
-        finisher_config: FinisherConfig,
+        starter: Starter,
         config: SweepConfig,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = _now,
@@ -104,7 +111,8 @@ class Sweeper:
         self._ledger = ledger
         self._a2i = gateway
         self._events = events
-        self._fcfg = finisher_config
+        self._starter = starter
+        self._restarted = True  # the first sweep resumes every STARTING record at once
         self._cfg = config
         self._metrics = metrics
         self._clock = clock
@@ -146,7 +154,18 @@ class Sweeper:
                 self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
             if self._metrics:
                 self._metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
-        due = await self._ledger.due_for_check(now, self._cfg.batch)
+        if self._restarted:
+            self._restarted = False
+            ahead = self._starter.first_check(now) + self._cfg.interval
+            early = await self._ledger.due_for_check(ahead, self._cfg.batch)
+            due = [
+                r
+                for r in early
+                if r.phase is Phase.STARTING
+                or (r.next_check_at is not None and r.next_check_at <= now)
+            ]
+        else:
+            due = await self._ledger.due_for_check(now, self._cfg.batch)
         report.due = len(due)
         self.sweeps += 1
         if not due:
@@ -189,38 +208,14 @@ class Sweeper:
         assert rec.loop_name is not None
         bound = log.bind(request_id=rec.request_id, loop_name=rec.loop_name)
         try:
-            info = await self._a2i.describe(rec.loop_name)
+            outcome = await self._starter.resume(rec, bound)
             report.describes += 1
-            if info is None:
-                if rec.payload is None:
-                    bound.error("STARTING record without payload cannot be started")
-                    return
-                bound.info("sweeper starting a loop that was never started")
-                await start_recorded(
-                    self._a2i,
-                    self._ledger,
-                    rec.request_id,
-                    rec.loop_name,
-                    rec,
-                    self._fcfg,
-                    self._clock,
-                    bound,
-                    self._metrics,
-                )
+            if outcome.value == "opened":
                 report.started += 1
-                return
-            created = info.created_at or self._clock()
-            await self._ledger.mark_open(
-                rec.request_id,
-                loop_name=rec.loop_name,
-                loop_arn=info.arn,
-                loop_created_at=created,
-                next_check_at=self._clock() + self._cfg.interval,
-            )
-            await self._apply(info, report)
         except Exception as exc:
-            bound.warning("resolving a STARTING record failed", error=classify(exc).code)
-            await self._ledger.reschedule(rec.request_id, self._clock() + self._cfg.interval)
+            what = "resolving a STARTING record"
+            report_failure(bound, exc, what, role="sweeper", metrics=self._metrics)
+            await self._ledger.note_try(rec.request_id, self._clock() + self._cfg.interval)
 
     async def _describe_one(self, rec: LedgerRecord, report: SweepReport) -> None:
         assert rec.loop_name is not None
@@ -266,15 +261,17 @@ class Sweeper:
                 await self._describe_one(rec, report)
             elif summary.status in TERMINAL_LOOP_STATUSES:
                 await self._describe_one(rec, report)
-            elif summary.status == "Stopping":
+            elif summary.status == "Stopping" and rec.loop_status == "Stopping":
                 await self._check_stopping(rec, report)
+            elif summary.status != rec.loop_status:
+                await self._describe_one(rec, report)
             else:
                 await self._reschedule(rec)
 
     async def _apply(
         self, info: LoopInfo, report: SweepReport, rec: LedgerRecord | None = None
     ) -> None:
-        if info.status == "Stopping" and rec is not None:
+        if info.status == "Stopping" and rec is not None and rec.loop_status == "Stopping":
             await self._check_stopping(rec, report)
             return
         update = LoopUpdate(
@@ -294,7 +291,8 @@ class Sweeper:
             await self._reschedule(rec)
 
     async def _check_stopping(self, rec: LedgerRecord, report: SweepReport) -> None:
-        since = rec.updated_at or rec.loop_created_at or self._clock()
+        # From when the loop entered Stopping: reschedules refresh updated_at, not this.
+        since = rec.phase_since or rec.loop_created_at or self._clock()
         if self._clock() - since < self._cfg.stopping_timeout:
             await self._reschedule(rec, soon=True)
             return

@@ -13,27 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
 import structlog
 
 from a2i_worker.a2i import A2IGateway
+from a2i_worker.assembly import build_roles
 from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
-from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams
+from a2i_worker.ledger.protocol import Phase
+from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams
 from a2i_worker.metrics import Metrics
-from a2i_worker.reconciler import EventHandler, Finisher, FinisherConfig
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
 from a2i_worker.settings import Settings
-from a2i_worker.submitter import RequestProcessor, SubmitConfig
-from a2i_worker.sweeper import SweepConfig, Sweeper
+from a2i_worker.vitals import DependencyChecks, Gauges
 
 __all__ = ["Worker", "WorkerHooks", "run_worker"]
 
@@ -54,174 +55,115 @@ class Worker:
     def __init__(self, settings: Settings, routes: Routes, aws: AwsClients) -> None:
         s = settings
         self.settings = s
-        queues = s.queue_urls()
-        self.queues = queues
+        self.queues = queues = s.queue_urls()
         self.routes = routes
         self.aws = aws
-        self.metrics = Metrics()
+        self.metrics = m = Metrics()
         self.readiness = Readiness()
-        self.ledger = ledger_from_url(s.ledger_url, dynamodb_client=aws.dynamodb)
+        self.ledger = ledger = ledger_from_url(s.ledger_url, dynamodb_client=aws.dynamodb)
         self.limiter = AdaptiveLimiter(
             start=RateParams(
                 initial=s.start_rate_initial, min_rate=s.start_rate_min, max_rate=s.start_rate_max
             ),
-            sweep=RateParams(initial=min(s.sweep_rate_max, 5.0), max_rate=s.sweep_rate_max),
+            sweep=RateParams(
+                initial=min(s.sweep_rate_max, s.sweep_rate_initial), max_rate=s.sweep_rate_max
+            ),
         )
-        self.gate = QuotaGate()
-        self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=self.metrics)
+        self.gate = QuotaGate(GateParams(probe_after=s.quota_probe_seconds))
+        self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=m)
         self.publisher = Publisher(
-            self.ledger,
+            ledger,
             aws.sqs,
             queues.results,
-            metrics=self.metrics,
+            metrics=m,
             include_prediction=s.results_include_prediction,
         )
-        overdue = timedelta(seconds=s.overdue_after_seconds)
-        starting_grace = timedelta(seconds=max(2 * s.visibility_timeout_seconds, 60))
-        self.processor = RequestProcessor(
-            ledger=self.ledger,
+        roles = build_roles(
+            s,
             routes=routes,
+            aws=aws,
+            queues=queues,
+            ledger=ledger,
             gateway=self.gateway,
-            s3=aws.s3,
-            sqs=aws.sqs,
-            publisher=self.publisher,
-            config=SubmitConfig(
-                requests_dlq_url=queues.requests_dlq,
-                results_queue_url=queues.results,
-                overdue_after=overdue,
-                starting_grace=starting_grace,
-            ),
-            metrics=self.metrics,
-        )
-        fcfg = FinisherConfig(
-            max_attempts=s.max_attempts,
-            delete_finished_loops=s.delete_finished_loops,
-            overdue_after=overdue,
-            starting_grace=starting_grace,
-        )
-        self.finisher = Finisher(
-            ledger=self.ledger,
-            gateway=self.gateway,
-            s3=aws.s3,
-            publisher=self.publisher,
-            routes=routes,
-            config=fcfg,
-            metrics=self.metrics,
-        )
-        self.events = EventHandler(
-            ledger=self.ledger,
-            finisher=self.finisher,
             gate=self.gate,
-            sqs=aws.sqs,
-            events_dlq_url=queues.events_dlq,
-            metrics=self.metrics,
+            publisher=self.publisher,
+            m=m,
         )
-        self.sweeper = Sweeper(
-            ledger=self.ledger,
-            gateway=self.gateway,
-            events=self.events,
-            finisher_config=fcfg,
-            config=SweepConfig(
-                interval=timedelta(seconds=s.sweep_interval_seconds),
-                list_threshold=s.sweep_list_threshold,
-            ),
-            metrics=self.metrics,
-            on_in_flight=self.gate.set_in_flight,
+        self.rejecter, self.starter = roles.rejecter, roles.starter
+        self.processor, self.finisher = roles.processor, roles.finisher
+        self.events, self.sweeper = roles.events, roles.sweeper
+        self.checks = DependencyChecks(
+            sqs=aws.sqs,
+            a2i=aws.a2i,
+            requests_queue_url=queues.requests,
+            readiness=self.readiness,
+            metrics=m,
         )
         self.batcher = MessageBatcher(aws.sqs)
-        self.requests = QueueConsumer(
-            name="requests",
+        consumer = partial(
+            QueueConsumer,
             sqs=aws.sqs,
+            batcher=self.batcher,
+            wait_seconds=s.receive_wait_seconds,
+            visibility_timeout=s.visibility_timeout_seconds,
+            heartbeat_interval=s.heartbeat_interval_seconds,
+            receive_backoff_max=s.receive_backoff_max_seconds,
+            on_receive_error=self.checks.receive_failed,
+            on_receive_ok=self.checks.receive_ok,
+        )
+        self.requests = consumer(
+            name="requests",
             queue_url=queues.requests,
             handler=self.processor.handle,
-            batcher=self.batcher,
             capacity=s.max_in_flight,
             receivers=s.receive_concurrency,
-            wait_seconds=s.receive_wait_seconds,
-            visibility_timeout=s.visibility_timeout_seconds,
-            heartbeat_interval=s.heartbeat_interval_seconds,
-            on_receive_error=self._receive_failed,
-            on_receive_ok=self._receive_ok,
         )
-        self.events_consumer = QueueConsumer(
+        self.events_consumer = consumer(
             name="events",
-            sqs=aws.sqs,
             queue_url=queues.events,
             handler=self.events.handle,
-            batcher=self.batcher,
             capacity=max(100, s.max_in_flight // 4),
             receivers=max(1, s.receive_concurrency // 2),
-            wait_seconds=s.receive_wait_seconds,
-            visibility_timeout=s.visibility_timeout_seconds,
-            heartbeat_interval=s.heartbeat_interval_seconds,
-            on_receive_error=self._receive_failed,
-            on_receive_ok=self._receive_ok,
+        )
+        self.gauges = Gauges(
+            metrics=m,
+            limiter=self.limiter,
+            gate=self.gate,
+            consumers=[self.requests, self.events_consumer],
         )
         self.health = HealthServer(
             host=s.health_host,
             port=s.health_port,
-            metrics=self.metrics,
+            metrics=m,
             readiness=self.readiness,
             checks={
-                "sqs": self._check_sqs,
-                "a2i": self._check_a2i,
-                "ledger": self.ledger.ping,
+                "sqs": self.checks.check_sqs,
+                "a2i": self.checks.check_a2i,
+                "ledger": ledger.ping,
             },
         )
 
-    def _dependency_error(self, name: str) -> None:
-        self.metrics.dependency_errors.labels(dependency=name).inc()
-
-    def _receive_failed(self, code: str) -> None:
-        # Not ready at once (not only at the next periodic check): a failing receive is
-        # the clearest sign that SQS is unreachable. A successful receive clears it.
-        self._dependency_error("sqs")
-        self.readiness.failures["sqs"] = code or "unreachable"
-
-    def _receive_ok(self) -> None:
-        self.readiness.failures.pop("sqs", None)
-
-    async def _check_sqs(self) -> None:
-        await self.aws.sqs.get_queue_attributes(
-            QueueUrl=self.queues.requests, AttributeNames=["QueueArn"]
-        )
-
-    async def _check_a2i(self) -> None:
-        # Any answer from the service proves reachability: Describe of a name that
-        # cannot exist answers ResourceNotFound (or Validation) without side effects.
-        from botocore.exceptions import ClientError
-
+    async def _learn_max_receives(self) -> None:
+        """Give up on a failing message at the queue's own redrive count (if it has one)."""
         try:
-            await self.aws.a2i.describe_human_loop(HumanLoopName="a2i-worker-readiness-probe")
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if int(status) >= 500 or int(status) in (401, 403):
-                raise
-
-    def _update_gauges(self) -> None:
-        snap = self.limiter.snapshot()
-        self.metrics.limiter_rate.labels(cls="start").set(snap.start.rate)
-        self.metrics.limiter_rate.labels(cls="sweep").set(snap.sweep.rate)
-        gsnap = self.gate.snapshot()
-        self.metrics.gate_level.set(gsnap.cap if gsnap.cap is not None else -1)
-        self.metrics.gate_open.set(1 if gsnap.is_open else 0)
-        self.metrics.in_flight_loops.set(gsnap.in_flight)
-        self.metrics.messages_held.labels(queue="requests").set(self.requests.held)
-        self.metrics.messages_held.labels(queue="events").set(self.events_consumer.held)
-
-    async def _gauges_forever(self) -> None:
-        while True:
-            self._update_gauges()
-            await anyio.sleep(2.0)
+            resp = await self.aws.sqs.get_queue_attributes(
+                QueueUrl=self.queues.requests, AttributeNames=["RedrivePolicy"]
+            )
+            policy = json.loads(resp.get("Attributes", {}).get("RedrivePolicy") or "{}")
+            count = int(policy.get("maxReceiveCount", 0))
+        except Exception as exc:
+            log.warning("could not read the requests queue's redrive policy", error=str(exc))
+            return
+        if count >= 1:
+            self.processor.config.max_receives = count
 
     async def run(self, stop: anyio.Event, hooks: WorkerHooks | None = None) -> None:
         """Run until ``stop`` is set, then drain within the grace period."""
         s = self.settings
         await self.ledger.open()
         try:
+            await self._learn_max_receives()
             counts = await self.ledger.count_by_phase()
-            from a2i_worker.ledger.protocol import Phase
-
             self.gate.set_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
             self.metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
             await self.health.start()
@@ -242,7 +184,7 @@ class Worker:
             background.start_soon(self.publisher.run, name="publisher")
             background.start_soon(self.sweeper.run, name="sweeper")
             background.start_soon(self.health.run_checks, name="health-checks")
-            background.start_soon(self._gauges_forever, name="gauges")
+            background.start_soon(self.gauges.run, name="gauges")
             background.start_soon(self.requests.heartbeat_forever, name="requests-heartbeat")
             background.start_soon(self.events_consumer.heartbeat_forever, name="events-heartbeat")
             async with anyio.create_task_group() as handlers:

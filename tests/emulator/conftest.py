@@ -11,9 +11,10 @@ from moto.server import ThreadedMotoServer
 
 from a2i_emulator import EmulatorConfig, EmulatorControl, EmulatorServer
 
-from ._support import CREDS, NO_RETRIES
+from ._support import CREDS, NO_RETRIES, make_flow
 
 if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
 
 
@@ -57,8 +58,16 @@ async def a2i(url: str) -> AsyncIterator[AugmentedAIRuntimeClient]:
 
 
 @pytest.fixture
-async def flow_arn(control: EmulatorControl) -> str:
+async def sagemaker(url: str) -> AsyncIterator[SageMakerClient]:
+    """SageMaker's control plane, as served by the emulator (flow definitions, task UIs)."""
+    session = aioboto3.Session()
+    async with session.client("sagemaker", endpoint_url=url, config=NO_RETRIES, **CREDS) as client:
+        yield client
+
+
+@pytest.fixture
+async def flow_arn(sagemaker: SageMakerClient, control: EmulatorControl) -> str:
     """A flow definition whose loops stay InProgress until finished by hand."""
-    return await control.create_flow_definition(
-        "manual-flow", "s3://unused-bucket/out", reviewers={"mode": "manual"}
+    return await make_flow(
+        sagemaker, control, "manual-flow", "s3://unused-bucket/out", {"mode": "manual"}
     )

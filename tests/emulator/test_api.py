@@ -16,9 +16,10 @@ from botocore.validate import ParamValidator
 from a2i_emulator import EmulatorControl
 from a2i_emulator.validation import _check_constraints, _collect_patterns, operation_spec
 
-from ._support import eventually
+from ._support import eventually, make_flow
 
 if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
 
 INPUT = {"InputContent": json.dumps({"document": "s3://in/1.pdf", "confidence": 0.4})}
@@ -125,9 +126,12 @@ async def test_start_validation_errors(
 
 
 async def test_list_filters_sort_and_paging(
-    a2i: AugmentedAIRuntimeClient, control: EmulatorControl, flow_arn: str
+    a2i: AugmentedAIRuntimeClient,
+    sagemaker: SageMakerClient,
+    control: EmulatorControl,
+    flow_arn: str,
 ) -> None:
-    other = await control.create_flow_definition("other", "s3://b/o", {"mode": "manual"})
+    other = await make_flow(sagemaker, control, "other", "s3://b/o", {"mode": "manual"})
     names = [f"l-{i:02d}" for i in range(12)]
     for name in names:
         await _start(a2i, flow_arn, name)
@@ -276,9 +280,11 @@ def asyncio_loop() -> Any:
 
 
 async def test_auto_reviewers_finish_loops(
-    a2i: AugmentedAIRuntimeClient, control: EmulatorControl
+    a2i: AugmentedAIRuntimeClient, sagemaker: SageMakerClient, control: EmulatorControl
 ) -> None:
-    arn = await control.create_flow_definition(
+    arn = await make_flow(
+        sagemaker,
+        control,
         "auto",
         "s3://unused/out",
         {
@@ -297,24 +303,6 @@ async def test_auto_reviewers_finish_loops(
         (await a2i.describe_human_loop(HumanLoopName=f"auto-{i}"))["FailureCode"] for i in range(10)
     }
     assert codes == {"Expired", "InternalError"}
-
-
-async def test_control_api_refusals(control: EmulatorControl, flow_arn: str) -> None:
-    from a2i_emulator import ControlAPIError
-
-    with pytest.raises(ControlAPIError) as info:
-        await control.finish("no-such-loop", "Completed")
-    assert info.value.status == 404
-    with pytest.raises(ControlAPIError) as info:
-        await control.put_quotas({"max_in_progress": -1})
-    assert info.value.status == 400
-    with pytest.raises(ControlAPIError):
-        await control.create_flow_definition("Bad Name", "s3://b")
-    with pytest.raises(ControlAPIError):
-        await control.put_reviewers({"delay": {"distribution": "gamma"}})
-    flows = await control.list_flow_definitions()
-    assert [f["arn"] for f in flows] == [flow_arn]
-    assert (await control.get_reviewers())["mode"] == "auto"
 
 
 # -- every answer parses into the model's output shape ------------------------------------------

@@ -13,10 +13,11 @@ import pytest
 from a2i_emulator import EmulatorControl
 from a2i_emulator.publisher import DETAIL_TYPE, EVENT_SOURCE
 
-from ._support import CREDS, eventually, unique
+from ._support import CREDS, eventually, make_flow, unique
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -32,7 +33,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(moto_url: str, control: EmulatorControl) -> AsyncIterator[Env]:
+async def env(
+    moto_url: str, sagemaker: SageMakerClient, control: EmulatorControl
+) -> AsyncIterator[Env]:
     """A bucket, a queue and a rule matching this test's flow definition only."""
     session = aioboto3.Session()
     async with (
@@ -45,8 +48,8 @@ async def env(moto_url: str, control: EmulatorControl) -> AsyncIterator[Env]:
         queue_url = (await sqs.create_queue(QueueName=unique("events")))["QueueUrl"]
         attrs = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         queue_arn = attrs["Attributes"]["QueueArn"]
-        flow_arn = await control.create_flow_definition(
-            name, f"s3://{bucket}/reviews", {"mode": "manual"}
+        flow_arn = await make_flow(
+            sagemaker, control, name, f"s3://{bucket}/reviews", {"mode": "manual"}
         )
         rule = unique("rule")
         pattern = {
@@ -197,10 +200,10 @@ async def test_event_faults_drop_and_duplicate(
 
 
 async def test_missing_bucket_fails_the_loop_not_the_emulator(
-    a2i: AugmentedAIRuntimeClient, control: EmulatorControl
+    a2i: AugmentedAIRuntimeClient, sagemaker: SageMakerClient, control: EmulatorControl
 ) -> None:
-    arn = await control.create_flow_definition(
-        unique("nobucket"), f"s3://{unique('missing')}/x", {"mode": "manual"}
+    arn = await make_flow(
+        sagemaker, control, unique("nobucket"), f"s3://{unique('missing')}/x", {"mode": "manual"}
     )
     await a2i.start_human_loop(
         HumanLoopName="nb", FlowDefinitionArn=arn, HumanLoopInput={"InputContent": "{}"}

@@ -158,6 +158,11 @@ def make_settings(env: StackEndpoints, routes: Path, ledger: Path, **overrides: 
         "health_host": "127.0.0.1",
         "health_port": 0,
         "start_rate_initial": 50.0,
+        # Production waits 15 s after ServiceQuotaExceeded, starts sweeps at 5/s and backs
+        # off failed receives up to 20 s: intervals a test would only sit out.
+        "quota_probe_seconds": 1.0,
+        "sweep_rate_initial": 50.0,
+        "receive_backoff_max_seconds": 1.0,
     }
     values.update(overrides)
     return Settings(**values)

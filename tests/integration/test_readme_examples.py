@@ -2,10 +2,10 @@
 
 Every ```sh block of the README is either executed here, from the repository root with
 bash, exactly as printed, or listed in :data:`NOT_RUN` with the reason. The local
-development block needs ``a2i-worker local`` running in another shell and the path it
-printed: the test starts it (ports 0: the stack binds 127.0.0.1 on free ports), reads the
-path from its output and puts it in place of the README's ``/tmp/a2i-worker-local-XXXX``,
-which is the one substitution the README asks the reader to make.
+development blocks are the README's "shell 1", "shell 2" and "a third shell": the test
+runs them as three processes, with one substitution: the env file the README puts at
+``/tmp/stack-a.env`` goes to the test's own temporary directory (so concurrent runs do
+not share a stack). The stack binds 127.0.0.1 on free ports.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ SH_BLOCKS = [
 ]
 NOT_RUN = {
     "make demo": "`make test` runs this test suite (it would run itself); `make demo` is a "
-    "15 s run of the same local stack the local-development block below starts",
+    "15 s run of the local stack the local-development blocks start",
+    "aws sagemaker list-flow-definitions": "needs the stack on the fixed ports 5000/5001; "
+    "tests/clients/test_aws_cli.py makes the same AWS CLI calls against a stack on free ports",
 }
-PLACEHOLDER = "/tmp/a2i-worker-local-XXXX"
-_ENV_FILE = re.compile(r"(\S*a2i-worker-local-[^/\s]+)/local\.env")
+ENV_FILE = "/tmp/stack-a.env"
 
 
 def _block(marker: str) -> str:
@@ -58,7 +59,7 @@ def _bash(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_sh_block_is_run_or_exempted_with_a_reason() -> None:
-    run = [_block("rules check"), _block(PLACEHOLDER)]
+    run = [_block("rules check"), _block("--no-worker --env-file"), _block(f"set -a; . {ENV_FILE}")]
     exempt = [b for b in SH_BLOCKS if any(m in b for m in NOT_RUN)]
     assert sorted(run + exempt) == sorted(SH_BLOCKS)
     assert (REPO / ".venv" / "bin" / "a2i-worker").exists(), "run via `make test` (.venv)"
@@ -72,45 +73,52 @@ def test_rules_check_block() -> None:
     assert "[HOLDS] Conditions[0] ConfidenceCheck: value 0.61 at 'confidence' < 0.7" in done.stdout
 
 
-async def _env_file_path(process: Process) -> str:
+async def _start(command: str) -> Process:
+    """One README line as its own shell's foreground program: bash runs a single simple
+    command in its own process (no fork), so the signals sent to it reach the program."""
+    return await anyio.open_process(
+        ["bash", "-c", command], cwd=REPO, env=_clean_env(), stderr=subprocess.DEVNULL
+    )
+
+
+async def _wait_for_output(process: Process, text: str) -> None:
     assert process.stdout is not None
     seen = ""
     with anyio.fail_after(90):
         async for chunk in process.stdout:
             seen += chunk.decode(errors="replace")
-            found = _ENV_FILE.search(seen)
-            if found and "Ctrl-C to stop" in seen:
-                return found[1]
-    raise AssertionError(f"`a2i-worker local` ended before printing its env file:\n{seen}")
+            if text in seen:
+                return
+    raise AssertionError(f"ended before printing {text!r}:\n{seen}")
 
 
-async def _stop(process: Process) -> None:
+async def _stop(process: Process, sig: signal.Signals) -> int | None:
     if process.returncode is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         with anyio.fail_after(60):
             await process.wait()
+    return process.returncode
 
 
 @pytest.mark.timeout(240)
-async def test_local_development_block(tmp_path: Path) -> None:
-    block = _block(PLACEHOLDER)
-    env = _clean_env()
-    env["TMPDIR"] = str(tmp_path)  # the workdir `local` makes lands here and is cleaned up
-    process = await anyio.open_process(
-        [str(REPO / ".venv" / "bin" / "a2i-worker"), "local"],
-        cwd=REPO,
-        env=env,
-        stderr=subprocess.DEVNULL,
+async def test_local_development_blocks(tmp_path: Path) -> None:
+    env_file = str(tmp_path / "stack-a.env")
+    shell_1, shell_2 = (
+        line.split("#")[0].strip().replace(ENV_FILE, env_file)
+        for line in _block("--no-worker --env-file").strip().splitlines()
     )
+    third_shell = _block(f"set -a; . {ENV_FILE}").replace(ENV_FILE, env_file)
+    stack = await _start(shell_1)
+    worker: Process | None = None
     try:
-        workdir = await _env_file_path(process)
-        assert workdir.startswith(str(tmp_path))
-        done = await anyio.to_thread.run_sync(
-            lambda: _bash(block.replace(PLACEHOLDER, workdir), timeout=120)
-        )
+        await _wait_for_output(stack, "Ctrl-C to stop")
+        assert await anyio.Path(env_file).is_file()
+        worker = await _start(shell_2)
+        done = await anyio.to_thread.run_sync(lambda: _bash(third_shell, timeout=120))
         assert done.returncode == 0, done.stderr
         assert '"sent": 1' in done.stdout
         assert '"request_id": "r-1"' in done.stdout
     finally:
-        await _stop(process)
-    assert process.returncode == 0
+        if worker is not None:
+            assert await _stop(worker, signal.SIGTERM) == 0, "the worker drains and exits 0"
+        assert await _stop(stack, signal.SIGINT) == 0

@@ -39,7 +39,7 @@ async def test_every_request_gets_one_right_result_despite_event_faults(
         {"events": {"drop": 0.3, "duplicate": 0.2, "delay": 0.3, "delay_seconds": [0.2, 1.5]}}
     )
     async with running_worker(
-        env, tmp_path, overdue_after_seconds=2, sweep_interval_seconds=1
+        env, tmp_path, overdue_after_seconds=1, sweep_interval_seconds=0.5
     ) as h:
         await h.send(_req(i) for i in range(n))
         await h.results.wait_for(n, within=60)

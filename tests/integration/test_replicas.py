@@ -23,8 +23,9 @@ from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
 
 REPLICAS = 3
-ACTIVATED = 120
-NOT_ACTIVATED = 60
+# Enough for every replica to start loops and meet the shared quota (40 open, 60/s).
+ACTIVATED = 60
+NOT_ACTIVATED = 30
 
 
 def _body(i: int, confidence: float) -> str:
@@ -68,6 +69,9 @@ async def test_three_replicas_share_queue_ledger_and_quota(
         "A2I_WORKER_OVERDUE_AFTER_SECONDS": "20",
         "A2I_WORKER_SHUTDOWN_GRACE_SECONDS": "5",
         "A2I_WORKER_START_RATE_INITIAL": "20",
+        # Each replica learns the shared cap from its own share: probe soon, not after 15 s.
+        "A2I_WORKER_QUOTA_PROBE_SECONDS": "1",
+        "A2I_WORKER_SWEEP_RATE_INITIAL": "50",
     }
     workers = [
         WorkerProcess(penv, log_path=tmp_path / f"worker-{n}.log", name=f"replica-{n}")

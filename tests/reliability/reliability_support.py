@@ -67,14 +67,19 @@ def worker_env(env: StackEndpoints, directory: Path, **overrides: str) -> dict[s
         "A2I_WORKER_ROUTES_FILE": str(routes),
         "A2I_WORKER_LEDGER_URL": f"sqlite:///{directory / 'ledger.db'}",
         "A2I_WORKER_RECEIVE_WAIT_SECONDS": "1",
-        "A2I_WORKER_VISIBILITY_TIMEOUT_SECONDS": "10",
-        "A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS": "3",
+        # A killed worker's messages come back after the visibility timeout: short here.
+        "A2I_WORKER_VISIBILITY_TIMEOUT_SECONDS": "4",
+        "A2I_WORKER_HEARTBEAT_INTERVAL_SECONDS": "1",
+        "A2I_WORKER_RECEIVE_BACKOFF_MAX_SECONDS": "1",
         "A2I_WORKER_SWEEP_INTERVAL_SECONDS": "1",
         "A2I_WORKER_OVERDUE_AFTER_SECONDS": "3",
         "A2I_WORKER_SHUTDOWN_GRACE_SECONDS": "5",
         "A2I_WORKER_START_RATE_INITIAL": "100",
         "A2I_WORKER_START_RATE_MAX": "400",
+        # A restart re-describes every STARTING record through the sweep class.
+        "A2I_WORKER_SWEEP_RATE_INITIAL": "50",
         "A2I_WORKER_SWEEP_RATE_MAX": "50",
+        "A2I_WORKER_QUOTA_PROBE_SECONDS": "1",
         "A2I_WORKER_LOG_FORMAT": "json",
     }
     values.update({f"A2I_WORKER_{k.upper()}": v for k, v in overrides.items()})

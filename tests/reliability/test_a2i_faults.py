@@ -70,8 +70,8 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
         sweep_interval_seconds=1,
         start_rate_initial=50.0,
         start_rate_max=200.0,
-        visibility_timeout_seconds=10,
-        heartbeat_interval_seconds=3,
+        visibility_timeout_seconds=4,
+        heartbeat_interval_seconds=1,
     ) as h:
         results = ResultsCollector(h.aws, env.results_queue_url)
 
@@ -133,7 +133,7 @@ async def test_5xx_latency_throttling_and_flapping_quota_lose_nothing(
         async with anyio.create_task_group() as tg:
             tg.start_soon(flap)
             try:
-                flapping = await _phase(h, results, "quota", 40, 3, 90)
+                flapping = await _phase(h, results, "quota", 24, 3, 90)
             finally:
                 done.set()
         after = await _start_op(emulator)

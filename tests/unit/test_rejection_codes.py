@@ -36,11 +36,20 @@ def _literals(node: ast.expr, assigned: dict[str, set[str]]) -> set[str]:
     return set()
 
 
-def _codes_in(tree: ast.AST) -> set[str]:
+def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _call_name(node: ast.Call) -> str | None:
+    return getattr(node.func, "id", getattr(node.func, "attr", None))
+
+
+def _codes_in(tree: ast.AST, passing: dict[str, tuple[int, str]] | None = None) -> set[str]:
+    """Codes raised in ``tree``; ``passing`` maps helpers that take the code as a
+    parameter (name -> (position, parameter)) to read the literal at their call sites."""
     found: set[str] = set()
-    for scope in ast.walk(tree):
-        if not isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
-            continue
+    scopes: list[ast.AST] = [tree, *_functions(tree)]
+    for scope in scopes:
         assigned: dict[str, set[str]] = {}
         for node in ast.walk(scope):
             if isinstance(node, ast.Assign):
@@ -48,18 +57,54 @@ def _codes_in(tree: ast.AST) -> set[str]:
                     if isinstance(target, ast.Name):
                         assigned.setdefault(target.id, set()).update(_literals(node.value, {}))
         for node in ast.walk(scope):
-            if not (isinstance(node, ast.Call) and node.args):
+            if not isinstance(node, ast.Call):
                 continue
-            name = getattr(node.func, "id", getattr(node.func, "attr", None))
-            if name in RAISERS:
+            name = _call_name(node)
+            if name in RAISERS and node.args:
                 found |= _literals(node.args[0], assigned)
+            elif passing and name in passing:
+                position, parameter = passing[name]
+                if len(node.args) > position:
+                    found |= _literals(node.args[position], assigned)
+                found |= {
+                    code
+                    for kw in node.keywords
+                    if kw.arg == parameter
+                    for code in _literals(kw.value, assigned)
+                }
     return found
 
 
+def _pass_through(tree: ast.AST) -> dict[str, tuple[int, str]]:
+    """Functions that raise with a code they were given: ``def f(..., code): raise
+    PermanentError(code, ...)``."""
+    helpers: dict[str, tuple[int, str]] = {}
+    for function in _functions(tree):
+        parameters = [a.arg for a in function.args.args]
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call)
+                and _call_name(node) in RAISERS
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in parameters
+            ):
+                parameter = node.args[0].id
+                helpers[function.name] = (parameters.index(parameter), parameter)
+    return helpers
+
+
 def raised_codes() -> set[str]:
+    trees = [
+        ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for path in sorted(SOURCE.rglob("*.py"))
+    ]
+    passing: dict[str, tuple[int, str]] = {}
+    for tree in trees:
+        passing.update(_pass_through(tree))
     codes: set[str] = set()
-    for path in sorted(SOURCE.rglob("*.py")):
-        codes |= _codes_in(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    for tree in trees:
+        codes |= _codes_in(tree, passing)
     codes |= set(messages._CODE_BY_ERROR_TYPE.values()) | {"invalid_field"}
     return codes
 
@@ -83,7 +128,17 @@ def test_the_scan_sees_literals_and_conditional_names() -> None:
         "    raise MessageRejected('x_three', 'r', None)\n"
     )
     assert _codes_in(tree) == {"x_one", "x_two", "x_three"}
+    helper = ast.parse(
+        "async def give_up(msg, code, why):\n"
+        "    raise PermanentError(code, why)\n"
+        "async def h(m):\n"
+        "    await give_up(m, 'x_four', 'w')\n"
+        "    await give_up(m, code='x_five', why='w')\n"
+    )
+    assert _pass_through(helper) == {"give_up": (1, "code")}
+    assert _codes_in(helper, _pass_through(helper)) == {"x_four", "x_five"}
     assert {"a2i_validation", "a2i_access_denied", "input_not_found"} <= raised_codes()
+    assert {"retries_exhausted", "internal_error"} <= raised_codes()
 
 
 def test_the_bad_message_examples_use_registered_codes() -> None:

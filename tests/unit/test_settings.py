@@ -47,6 +47,12 @@ def test_defaults() -> None:
         120,
     )
     assert (s.sweep_interval_seconds, s.shutdown_grace_seconds, s.health_port) == (60, 30, 8080)
+    # Intervals tests shorten; production keeps these.
+    assert (s.receive_backoff_max_seconds, s.sweep_rate_initial, s.quota_probe_seconds) == (
+        20,
+        5.0,
+        15,
+    )
     assert s.delete_finished_loops is False
     assert s.log_format is LogFormat.AUTO
     assert s.log_level == "INFO"
@@ -100,7 +106,7 @@ def test_local_env_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     urls = s.queue_urls()
     assert urls.requests.endswith("/demo-requests")
-    assert s.routes_file == Path("config/routes.toml")
+    assert s.routes_file == Path("config/local-routes.toml")
 
 
 SECRET = "s3cr3t-value"

@@ -30,7 +30,6 @@ async def test_the_sweeper_wakes_when_the_first_record_falls_due(tmp_path: Path)
 
     from a2i_worker.ledger.protocol import Phase, StartPayload
     from a2i_worker.ledger.sqlite import SqliteLedger
-    from a2i_worker.reconciler import FinisherConfig
     from a2i_worker.sweeper import SweepConfig, Sweeper
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -41,7 +40,7 @@ async def test_the_sweeper_wakes_when_the_first_record_falls_due(tmp_path: Path)
             ledger=ledger,
             gateway=cast(Any, None),  # not used to compute the schedule
             events=cast(Any, None),
-            finisher_config=FinisherConfig(),
+            starter=cast(Any, None),
             config=SweepConfig(interval=timedelta(seconds=60)),
             clock=lambda: now,
         )

@@ -123,6 +123,7 @@ class TransitionLedger(ABC):
         result: dict[str, Any],
         result_id: str,
         decision: dict[str, Any] | None = None,
+        source_message_id: str | None = None,
     ) -> bool:
         def step(r: LedgerRecord) -> LedgerRecord | None:
             return transitions.store_result(
@@ -132,6 +133,7 @@ class TransitionLedger(ABC):
                 result_id=result_id,
                 decision=decision,
                 now=self._clock(),
+                source_message_id=source_message_id,
             )
 
         return (await self._transition(request_id, step))[1] is not None
@@ -151,3 +153,28 @@ class TransitionLedger(ABC):
         await self._transition(
             request_id, lambda r: transitions.reschedule(r, next_check_at, now=self._clock())
         )
+
+    async def note_try(self, request_id: str, next_check_at: datetime) -> LedgerRecord | None:
+        return (
+            await self._transition(
+                request_id, lambda r: transitions.note_try(r, next_check_at, now=self._clock())
+            )
+        )[1]
+
+    async def request_cancel(self, request_id: str) -> LedgerRecord | None:
+        old, new = await self._transition(
+            request_id, lambda r: transitions.request_cancel(r, now=self._clock())
+        )
+        if new is not None:
+            return new
+        if old is not None and old.cancel_requested_at is not None:
+            return old
+        return None
+
+    async def mark_dlq_copied(self, request_id: str) -> bool:
+        new = (
+            await self._transition(
+                request_id, lambda r: transitions.mark_dlq_copied(r, now=self._clock())
+            )
+        )[1]
+        return new is not None

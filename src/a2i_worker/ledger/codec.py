@@ -29,6 +29,7 @@ from a2i_worker.ledger.transitions import ACTIVE_PHASES, ensure_utc, is_open_loo
 __all__ = [
     "COLUMNS",
     "DERIVED_COLUMNS",
+    "V2_COLUMNS",
     "Row",
     "Value",
     "changed_columns",
@@ -73,7 +74,15 @@ COLUMNS: tuple[str, ...] = (
     "done_at",
     "open_flow",
     "open_sort",
+    # schema v2: the lifecycle's stage bookkeeping
+    "phase_since",
+    "tries",
+    "cancel_requested_at",
+    "dlq_copied_at",
+    "source_message_id",
 )
+#: Columns added after the first schema (SQLite adds them with ALTER TABLE).
+V2_COLUMNS: tuple[str, ...] = COLUMNS[COLUMNS.index("phase_since") :]
 DERIVED_COLUMNS: frozenset[str] = frozenset({"due_at", "done_at", "open_flow", "open_sort"})
 
 _ZLIB_LEVEL = 6
@@ -152,6 +161,11 @@ def to_row(record: LedgerRecord, *, with_input: bool = True) -> Row:
         "updated_at": _opt_micros(record.updated_at),
         "next_check_at": _opt_micros(record.next_check_at),
         "version": record.version,
+        "phase_since": _opt_micros(record.phase_since),
+        "tries": record.tries,
+        "cancel_requested_at": _opt_micros(record.cancel_requested_at),
+        "dlq_copied_at": _opt_micros(record.dlq_copied_at),
+        "source_message_id": record.source_message_id,
         **_derived(record),
     }
     if not with_input:
@@ -192,6 +206,11 @@ def from_row(row: Mapping[str, Any]) -> LedgerRecord:
         updated_at=_opt_dt(get("updated_at")),
         next_check_at=_opt_dt(get("next_check_at")),
         version=int(row.get("version") or 0),
+        phase_since=_opt_dt(get("phase_since")),
+        tries=int(row.get("tries") or 0),
+        cancel_requested_at=_opt_dt(get("cancel_requested_at")),
+        dlq_copied_at=_opt_dt(get("dlq_copied_at")),
+        source_message_id=get("source_message_id"),
     )
 
 
@@ -209,8 +228,19 @@ _PLAIN_FIELDS = (
     "output_uri",
     "result_id",
     "version",
+    "tries",
+    "source_message_id",
 )
-_TIME_FIELDS = ("loop_created_at", "loop_finished_at", "received_at", "updated_at", "next_check_at")
+_TIME_FIELDS = (
+    "loop_created_at",
+    "loop_finished_at",
+    "received_at",
+    "updated_at",
+    "next_check_at",
+    "phase_since",
+    "cancel_requested_at",
+    "dlq_copied_at",
+)
 _JSON_FIELDS = ("decision", "context", "result")
 
 

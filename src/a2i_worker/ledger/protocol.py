@@ -79,6 +79,20 @@ class LedgerRecord:
     #: Sweeper bookkeeping: when this record should next be looked at.
     next_check_at: datetime | None = None
     version: int = 0
+    #: When the current stage began: the phase or the loop status last changed. Every
+    #: time rule (stopping timeout, start timeout) counts from here, never from
+    #: ``updated_at``, which every reschedule refreshes.
+    phase_since: datetime | None = None
+    #: Failed tries in the current stage (output reads, starts by the sweeper); reset
+    #: when the stage changes. Bounded by the finisher and the starter.
+    tries: int = 0
+    #: A cancel arrived while no loop could be stopped yet (STARTING) or was stopped:
+    #: never start (or resubmit) a loop for this request again.
+    cancel_requested_at: datetime | None = None
+    #: A rejection's copy of the original went to the requests DLQ (exactly once).
+    dlq_copied_at: datetime | None = None
+    #: SQS MessageId of the message a rejection was decided for.
+    source_message_id: str | None = None
 
 
 class ClaimOutcome(enum.StrEnum):
@@ -192,8 +206,10 @@ class Ledger(Protocol):
         result: dict[str, Any],
         result_id: str,
         decision: dict[str, Any] | None = None,
+        source_message_id: str | None = None,
     ) -> bool:
-        """Move to DONE with the final result (outbox). Refused from DONE/PUBLISHED."""
+        """Move to DONE with the final result (outbox). Refused from DONE/PUBLISHED.
+        ``source_message_id``: the SQS message a rejection was decided for."""
 
     async def mark_published(self, request_id: str, result_id: str) -> bool: ...
 
@@ -203,6 +219,16 @@ class Ledger(Protocol):
         in one round trip; each record is still its own conditional transition."""
 
     async def reschedule(self, request_id: str, next_check_at: datetime) -> None: ...
+
+    async def note_try(self, request_id: str, next_check_at: datetime) -> LedgerRecord | None:
+        """Count one failed try of the current stage and look again at ``next_check_at``
+        (STARTING/OPEN only). Returns the record as stored, None when refused."""
+
+    async def request_cancel(self, request_id: str) -> LedgerRecord | None:
+        """Note a cancel on a STARTING/OPEN record (idempotent); the record as stored."""
+
+    async def mark_dlq_copied(self, request_id: str) -> bool:
+        """A final record's rejection has its DLQ copy; True when written now."""
 
     async def due_for_check(self, now: datetime, limit: int) -> list[LedgerRecord]:
         """STARTING/OPEN records whose next_check_at <= now, oldest first."""

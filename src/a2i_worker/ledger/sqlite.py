@@ -43,7 +43,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 log = structlog.get_logger(__name__)
 
 #: Version of the schema this code writes; ``open()`` migrates older files up to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 _COLUMN_TYPES: dict[str, str] = {
@@ -58,6 +58,10 @@ _COLUMN_TYPES: dict[str, str] = {
     "received_at": "INTEGER",
     "updated_at": "INTEGER",
     "next_check_at": "INTEGER",
+    "phase_since": "INTEGER",
+    "tries": "INTEGER",
+    "cancel_requested_at": "INTEGER",
+    "dlq_copied_at": "INTEGER",
     "due_at": "INTEGER",
     "done_at": "INTEGER",
     "open_sort": "INTEGER",
@@ -65,7 +69,9 @@ _COLUMN_TYPES: dict[str, str] = {
 
 _SCHEMA_V1: tuple[str, ...] = (
     "CREATE TABLE records ("
-    + ", ".join(f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.COLUMNS)
+    + ", ".join(
+        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.COLUMNS if c not in codec.V2_COLUMNS
+    )
     + ")",
     "CREATE INDEX ix_records_loop_name ON records(loop_name) WHERE loop_name IS NOT NULL",
     "CREATE INDEX ix_records_due ON records(due_at) WHERE due_at IS NOT NULL",
@@ -74,8 +80,12 @@ _SCHEMA_V1: tuple[str, ...] = (
     "CREATE INDEX ix_records_phase ON records(phase)",
 )
 
+_SCHEMA_V2: tuple[str, ...] = tuple(
+    f"ALTER TABLE records ADD COLUMN {c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.V2_COLUMNS
+)
+
 #: MIGRATIONS[n] upgrades a file at version n to n + 1 (0 = empty file).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 _SELECT = "SELECT " + ", ".join(codec.COLUMNS) + " FROM records"  # noqa: S608 (constants)
 

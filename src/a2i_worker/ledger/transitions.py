@@ -35,9 +35,12 @@ __all__ = [
     "claim_outcome",
     "ensure_utc",
     "is_open_loop",
+    "mark_dlq_copied",
     "new_record",
+    "note_try",
     "open_loop",
     "publish",
+    "request_cancel",
     "reschedule",
     "start",
     "store_result",
@@ -71,9 +74,15 @@ def _opt_utc(value: datetime | None) -> datetime | None:
 
 
 def _bump(record: LedgerRecord, now: datetime, **changes: Any) -> LedgerRecord:
-    return dataclasses.replace(
-        record, version=record.version + 1, updated_at=ensure_utc(now), **changes
-    )
+    """The next version of ``record``. A new phase or loop status starts a new stage:
+    ``phase_since = now`` and the stage's ``tries`` start again from zero."""
+    at = ensure_utc(now)
+    phase = changes.get("phase", record.phase)
+    status = changes.get("loop_status", record.loop_status)
+    if phase is not record.phase or status != record.loop_status:
+        changes.setdefault("phase_since", at)
+        changes.setdefault("tries", 0)
+    return dataclasses.replace(record, version=record.version + 1, updated_at=at, **changes)
 
 
 def is_open_loop(record: LedgerRecord) -> bool:
@@ -93,6 +102,7 @@ def new_record(
         route=route,
         received_at=at,
         updated_at=at,
+        phase_since=at,
         version=1,
     )
 
@@ -243,6 +253,7 @@ def store_result(
     result_id: str,
     decision: dict[str, Any] | None,
     now: datetime,
+    source_message_id: str | None = None,
 ) -> LedgerRecord | None:
     """-> DONE with the one result. Refused from DONE/PUBLISHED or a phase not expected."""
     if record.phase not in expected or record.phase in FINAL_PHASES:
@@ -255,6 +266,7 @@ def store_result(
         result_id=result_id,
         decision=record.decision if decision is None else decision,
         next_check_at=None,
+        source_message_id=source_message_id or record.source_message_id,
     )
 
 
@@ -273,3 +285,26 @@ def reschedule(
     if record.phase not in ACTIVE_PHASES or record.next_check_at == at:
         return None
     return _bump(record, now, next_check_at=at)
+
+
+def note_try(
+    record: LedgerRecord, next_check_at: datetime, *, now: datetime
+) -> LedgerRecord | None:
+    """One more failed try of the current stage; look again at ``next_check_at``."""
+    if record.phase not in ACTIVE_PHASES:
+        return None
+    return _bump(record, now, tries=record.tries + 1, next_check_at=ensure_utc(next_check_at))
+
+
+def request_cancel(record: LedgerRecord, *, now: datetime) -> LedgerRecord | None:
+    """Remember a cancel on an active record (the first one counts; idempotent)."""
+    if record.phase not in ACTIVE_PHASES or record.cancel_requested_at is not None:
+        return None
+    return _bump(record, now, cancel_requested_at=ensure_utc(now))
+
+
+def mark_dlq_copied(record: LedgerRecord, *, now: datetime) -> LedgerRecord | None:
+    """The rejection stored in a final record has its one DLQ copy."""
+    if record.phase not in FINAL_PHASES or record.dlq_copied_at is not None:
+        return None
+    return _bump(record, now, dlq_copied_at=ensure_utc(now))

@@ -1,11 +1,17 @@
 """``a2i-worker local``: the embedded stack, a worker on it, and (``--demo``) a workload.
 
-The demo provisions queues, bucket, EventBridge rule and a flow definition on the
-local stack, configures simulated reviewers, enqueues a mix of invoice predictions
-(confident, unsure, missing fields, and a few malformed messages), runs a real worker
-against it all over HTTP, follows the results queue with a progress bar, and prints
-a summary judged by the emulator's counters. Exit status 0 only if every request
-ended in exactly one result and no loop was started twice.
+Every mode provisions queues, bucket, EventBridge rule and a flow definition (through
+SageMaker's CreateFlowDefinition on the emulator) on a stack with ephemeral ports, and
+writes its routes, ledger and env file into a fresh directory
+(:mod:`a2i_worker.local.workspace`); ``--no-worker`` then serves the stack alone, for
+``A2I_WORKER_ENV_FILE=<env file> a2i-worker run`` in another shell.
+
+The demo configures simulated reviewers who read the model's total and correct some of
+them, enqueues a mix of invoice predictions (confident, unsure, missing fields, and a few
+malformed messages), runs a real worker against it all over HTTP, follows the results
+queue with a progress bar, and prints a summary judged by the emulator's counters and the
+model-vs-reviewer agreement of the results. Exit status 0 only if every request ended in
+exactly one result and no loop was started twice.
 """
 
 from __future__ import annotations
@@ -27,17 +33,6 @@ from rich.table import Table
 
 __all__ = ["DemoOptions", "demo_requests", "run_local"]
 
-DEMO_RULES: dict[str, Any] = {
-    "Conditions": [
-        {
-            "ConditionType": "ConfidenceCheck",
-            "ConditionParameters": {"Path": "confidence", "ConfidenceLessThan": 0.80},
-        },
-        {"ConditionType": "MissingField", "ConditionParameters": {"Path": "predicted_total"}},
-        {"ConditionType": "Sampling", "ConditionParameters": {"RandomSamplingPercentage": 5}},
-    ]
-}
-
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -49,6 +44,23 @@ class DemoOptions:
     malformed: int = 3
     timeout_seconds: float = 300.0
     seed: int = 7
+    worker: bool = True
+    """False (``--no-worker``): the stack only; workers join it through the env file."""
+    env_file: Path | None = None
+    """Where to write the env file (default: ``local.env`` in the stack's directory)."""
+
+
+DEMO_REVIEWERS: dict[str, Any] = {
+    "mode": "auto",
+    "outcomes": {"Completed": 0.9, "Expired": 0.05, "InternalError": 0.05},
+    "answers": {
+        # reviewers read the model's total and correct about one in six of them
+        "template": {"is_correct": True},
+        "copy": {"total": "predicted_total"},
+        "perturb": {"total": {"p": 0.15, "relative": 0.1}},
+        "flip": {"is_correct": 0.2},
+    },
+}
 
 
 def demo_requests(n: int, *, seed: int = 7, malformed: int = 3) -> list[str]:
@@ -76,36 +88,26 @@ def demo_requests(n: int, *, seed: int = 7, malformed: int = 3) -> list[str]:
     return bodies
 
 
-def _write_routes(directory: Path, flow_arn: str) -> Path:
-    rules_path = directory / "invoice-rules.json"
-    rules_path.write_text(json.dumps(DEMO_RULES, indent=2), encoding="utf-8")
-    routes_path = directory / "routes.toml"
-    routes_path.write_text(
-        "\n".join(
-            [
-                "[routes.invoices]",
-                f'flow_definition_arn = "{flow_arn}"',
-                'rules = "invoice-rules.json"',
-                "",
-                "[routes.invoices.agreement]",
-                'model = "predicted_total"',
-                'human = "total"',
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
-    return routes_path
+async def _serve_until_signalled(settings: Any, run_worker: Any) -> None:
+    """Run a worker (``settings``) or, with ``None``, nothing, until SIGINT/SIGTERM."""
+    stop = anyio.Event()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            if settings is not None:
+                tg.start_soon(lambda: run_worker(settings, stop=stop))
+            async for _ in signals:
+                stop.set()  # the worker drains and returns; with none, nothing is left
+                break
 
 
 async def _run(opts: DemoOptions, console: Console) -> int:
     from a2i_emulator.control import EmulatorControl
-    from a2i_worker.aws import AwsClients, AwsClientSettings
-    from a2i_worker.enqueue import send_batches
+    from a2i_worker.local.processes import free_port
     from a2i_worker.local.stack import LocalStack
+    from a2i_worker.local.workspace import write_workspace
     from a2i_worker.logs import configure_logging
     from a2i_worker.settings import Settings
-    from a2i_worker.worker import Worker, WorkerHooks, run_worker
+    from a2i_worker.worker import run_worker
 
     configure_logging("console" if not opts.demo else "json", "WARNING" if opts.demo else "INFO")
     # The local stack accepts any credentials; never let real ones leak into it.
@@ -117,11 +119,11 @@ async def _run(opts: DemoOptions, console: Console) -> int:
     try:
         env = await stack.provision("demo")
         workdir = Path(tempfile.mkdtemp(prefix="a2i-worker-local-"))
-        routes = _write_routes(workdir, env.flow_definition_arn)
+        space = write_workspace(workdir, env, health_port=free_port(), env_file=opts.env_file)
         os.environ.update(env.env())
         settings = Settings(
-            routes_file=str(routes),
-            ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+            routes_file=str(space.routes_file),
+            ledger_url=space.ledger_url,
             receive_wait_seconds=1,
             sweep_interval_seconds=5,
             overdue_after_seconds=max(10, int(opts.review_seconds * 5)),
@@ -131,111 +133,128 @@ async def _run(opts: DemoOptions, console: Console) -> int:
         )
         console.print(f"[bold]local stack[/]: moto {stack.moto_url} · A2I emulator {stack.a2i_url}")
         console.print(f"requests queue: {env.requests_queue_url}")
-        console.print(f"ledger: {settings.ledger_url}   routes: {routes}")
+        console.print(f"flow definition: {env.flow_definition_arn}")
+        console.print(f"ledger: {space.ledger_url}   routes: {space.routes_file}")
         async with EmulatorControl(stack.a2i_url) as control:
             await control.put_reviewers(
-                {
-                    "mode": "auto",
-                    "delay": {"distribution": "exponential", "mean": opts.review_seconds},
-                    "outcomes": {"Completed": 0.9, "Expired": 0.05, "InternalError": 0.05},
-                    "answers": {
-                        "template": {"is_correct": True},
-                        "copy_from": {"total": "predicted_total"},
-                        "flip": {"is_correct": 0.2},
-                    },
-                }
-            )
-            stop = anyio.Event()
+                {**DEMO_REVIEWERS, "delay": {"distribution": "exponential",
+                                             "mean": opts.review_seconds}}
+            )  # fmt: skip
             if not opts.demo:
-                env_file = workdir / "local.env"
-                env_file.write_text(
-                    "".join(f"{k}={v}\n" for k, v in sorted(env.env().items())), encoding="utf-8"
-                )
                 console.print(
-                    f"environment for other shells: [bold]set -a; . {env_file}; set +a[/]\n"
-                    f"then e.g. [bold]a2i-worker enqueue requests.jsonl[/]; emulator control API: "
+                    f"env file: {space.env_file}\n"
+                    f"a worker of its own: [bold]A2I_WORKER_ENV_FILE={space.env_file} "
+                    "a2i-worker run[/]\n"
+                    f"other shells: [bold]set -a; . {space.env_file}; set +a[/], then e.g. "
+                    f"[bold]a2i-worker enqueue requests.jsonl[/]; emulator control API: "
                     f"{stack.a2i_url}/_emulator/counters"
                 )
-                console.print("worker running on the local stack; Ctrl-C to stop")
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(lambda: run_worker(settings, stop=stop))
-                        async for _ in signals:
-                            stop.set()
-                            break
+                if opts.worker:
+                    console.print("worker running on the local stack; Ctrl-C to stop")
+                else:
+                    console.print("stack only (--no-worker); Ctrl-C to stop")
+                await _serve_until_signalled(settings if opts.worker else None, run_worker)
                 return 0
-            bodies = demo_requests(opts.requests, seed=opts.seed, malformed=opts.malformed)
-            ready = anyio.Event()
-            holder: dict[str, Worker] = {}
-
-            def on_ready(worker: Worker) -> None:
-                holder["worker"] = worker
-                ready.set()
-
-            outcomes: Counter[str] = Counter()
-            result_ids: set[str] = set()
-            duplicates = 0
-            async with (
-                AwsClients(AwsClientSettings(), services=("sqs",)) as aws,
-                anyio.create_task_group() as tg,
-            ):
-                tg.start_soon(
-                    lambda: run_worker(settings, stop=stop, hooks=WorkerHooks(on_ready=on_ready))
-                )
-                with anyio.fail_after(60):
-                    await ready.wait()
-                await send_batches(aws.sqs, env.requests_queue_url, bodies)
-                with Progress(
-                    TextColumn("[bold]results"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[detail]}"),
-                    TimeElapsedColumn(),
-                    console=console,
-                ) as progress:
-                    task = progress.add_task("results", total=len(bodies), detail="")
-                    with anyio.move_on_after(opts.timeout_seconds):
-                        while len(result_ids) < len(bodies):
-                            resp = await aws.sqs.receive_message(
-                                QueueUrl=env.results_queue_url,
-                                MaxNumberOfMessages=10,
-                                WaitTimeSeconds=1,
-                            )
-                            msgs = resp.get("Messages", [])
-                            for m in msgs:
-                                res = json.loads(m["Body"])
-                                if res["result_id"] in result_ids:
-                                    duplicates += 1
-                                    continue
-                                result_ids.add(res["result_id"])
-                                outcomes[res["outcome"]] += 1
-                            if msgs:
-                                await aws.sqs.delete_message_batch(
-                                    QueueUrl=env.results_queue_url,
-                                    Entries=[
-                                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                        for i, m in enumerate(msgs)
-                                    ],
-                                )
-                            progress.update(
-                                task,
-                                completed=len(result_ids),
-                                detail=" ".join(f"{k}={v}" for k, v in sorted(outcomes.items())),
-                            )
-                stop.set()
-            counters = await control.counters()
-        _summary(console, outcomes, len(bodies), len(result_ids), duplicates, counters)
-        starts = counters["operations"]["StartHumanLoop"]
-        ok = len(result_ids) == len(bodies) and counters.get("max_starts_per_name", 0) <= 1
-        console.print(
-            "[bold green]demo passed[/]: every request has exactly one result"
-            if ok
-            else "[bold red]demo failed[/]: some requests have no result (see above)"
-        )
-        _ = starts
-        return 0 if ok else 1
+            return await _demo(opts, console, env, settings, control)
     finally:
         stack.stop()
+
+
+async def _demo(opts: DemoOptions, console: Console, env: Any, settings: Any, control: Any) -> int:
+    from a2i_worker.aws import AwsClients, AwsClientSettings
+    from a2i_worker.enqueue import send_batches
+    from a2i_worker.worker import Worker, WorkerHooks, run_worker
+
+    bodies = demo_requests(opts.requests, seed=opts.seed, malformed=opts.malformed)
+    ready = anyio.Event()
+    stop = anyio.Event()
+    holder: dict[str, Worker] = {}
+
+    def on_ready(worker: Worker) -> None:
+        holder["worker"] = worker
+        ready.set()
+
+    outcomes: Counter[str] = Counter()
+    results: dict[str, dict[str, Any]] = {}
+    duplicates = 0
+    async with (
+        AwsClients(AwsClientSettings(), services=("sqs",)) as aws,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lambda: run_worker(settings, stop=stop, hooks=WorkerHooks(on_ready=on_ready)))
+        with anyio.fail_after(60):
+            await ready.wait()
+        await send_batches(aws.sqs, env.requests_queue_url, bodies)
+        with Progress(
+            TextColumn("[bold]results"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("results", total=len(bodies), detail="")
+            with anyio.move_on_after(opts.timeout_seconds):
+                while len(results) < len(bodies):
+                    resp = await aws.sqs.receive_message(
+                        QueueUrl=env.results_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                    )
+                    msgs = resp.get("Messages", [])
+                    for m in msgs:
+                        res = json.loads(m["Body"])
+                        if res["result_id"] in results:
+                            duplicates += 1
+                            continue
+                        results[res["result_id"]] = res
+                        outcomes[res["outcome"]] += 1
+                    if msgs:
+                        await aws.sqs.delete_message_batch(
+                            QueueUrl=env.results_queue_url,
+                            Entries=[
+                                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                for i, m in enumerate(msgs)
+                            ],
+                        )
+                    progress.update(
+                        task,
+                        completed=len(results),
+                        detail=" ".join(f"{k}={v}" for k, v in sorted(outcomes.items())),
+                    )
+        stop.set()
+    counters = await control.counters()
+    _summary(console, outcomes, len(bodies), len(results), duplicates, counters)
+    _agreement(console, list(results.values()))
+    ok = len(results) == len(bodies) and counters.get("max_starts_per_name", 0) <= 1
+    console.print(
+        "[bold green]demo passed[/]: every request has exactly one result"
+        if ok
+        else "[bold red]demo failed[/]: some requests have no result (see above)"
+    )
+    return 0 if ok else 1
+
+
+def _agreement(console: Console, results: list[dict[str, Any]]) -> None:
+    """Model vs reviewers, from the results' agreement (the reviewers' real answers)."""
+    from a2i_worker.report import summarize
+
+    summary = summarize(results)
+    table = Table(title="model vs reviewers (completed reviews)")
+    for col in ("route", "condition", "completed", "agree", "disagree", "not comparable", "rate"):
+        table.add_column(col, justify="left" if col in ("route", "condition") else "right")
+    rows = [(r, "(all)", a) for r, a in sorted(summary.agreement.items())]
+    rows += [(r, c, a) for (r, c), a in sorted(summary.by_condition.items())]
+    for route, cond, a in rows:
+        rate = a.agreement_rate
+        table.add_row(
+            route,
+            cond,
+            str(a.completed),
+            str(a.agree),
+            str(a.disagree),
+            str(a.unknown),
+            "-" if rate is None else f"{100 * rate:.1f}%",
+        )
+    console.print(table)
 
 
 def _summary(

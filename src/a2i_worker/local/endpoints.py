@@ -102,6 +102,8 @@ class StackEndpoints:
             "AWS_ENDPOINT_URL_DYNAMODB": self.moto_url,
             "AWS_ENDPOINT_URL_CLOUDFORMATION": self.moto_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME": self.a2i_url,
+            # the emulator also serves SageMaker's flow-definition API (JSON 1.1 on POST /)
+            "AWS_ENDPOINT_URL_SAGEMAKER": self.a2i_url,
             "A2I_WORKER_REQUESTS_QUEUE_URL": self.requests_queue_url,
             "A2I_WORKER_REQUESTS_DLQ_URL": self.requests_dlq_url,
             "A2I_WORKER_EVENTS_QUEUE_URL": self.events_queue_url,

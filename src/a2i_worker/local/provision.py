@@ -2,7 +2,9 @@
 
 Every name carries the environment prefix, and the EventBridge rule also filters on
 this environment's ``detail.flowDefinitionArn``, so many environments can live on one
-stack without seeing each other's messages or events.
+stack without seeing each other's messages or events. The flow definition is created the
+AWS way, with SageMaker's CreateHumanTaskUi/CreateFlowDefinition on the emulator, and is
+Active when this returns.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aioboto3
 import structlog
 
-from a2i_emulator.control import EmulatorControl
+from a2i_emulator.aws_setup import create_flow_definition as _create_flow
 from a2i_worker.aws import AwsClients, AwsClientSettings, ServiceName
 from a2i_worker.local.endpoints import (
     StackEndpoints,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sqs import SQSClient
 
-__all__ = ["provision_dynamodb_ledger", "provision_environment", "register_flow_definition"]
+__all__ = ["create_flow_definition", "provision_dynamodb_ledger", "provision_environment"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +50,15 @@ def _session(region: str) -> Any:
     return session
 
 
-async def register_flow_definition(a2i_url: str, name: str, output_s3_uri: str) -> str:
-    """Register a flow definition with the emulator's control API; return its ARN."""
-    async with EmulatorControl(a2i_url) as control:
-        return await control.create_flow_definition(name, output_s3_uri)
+async def create_flow_definition(
+    sagemaker_url: str, name: str, output_s3_uri: str, *, region: str, account_id: str
+) -> str:
+    """Create an Active flow definition (and its task UI) through SageMaker's API at
+    ``sagemaker_url`` (the emulator on the local stack); return its ARN."""
+    async with _session(region).client("sagemaker", endpoint_url=sagemaker_url) as sagemaker:
+        return await _create_flow(
+            sagemaker, name, output_s3_uri, account_id=account_id, region=region
+        )
 
 
 async def _queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> tuple[str, str]:
@@ -132,7 +139,9 @@ async def provision_environment(
         await aws.s3.create_bucket(**create)
 
         flow_name = f"{prefix}-flow"
-        flow_arn = await register_flow_definition(a2i_url, flow_name, f"s3://{bucket}/{prefix}")
+        flow_arn = await create_flow_definition(
+            a2i_url, flow_name, f"s3://{bucket}/{prefix}", region=region, account_id=account_id
+        )
 
         rules: list[tuple[str, dict[str, object]]] = [
             (f"{prefix}-a2i-status", a2i_event_pattern(flow_arn))

@@ -307,8 +307,8 @@ def _print_env(stack: LocalStack, endpoints: StackEndpoints) -> None:
 
 def run_stack_forever(
     *,
-    moto_port: int = 5000,
-    a2i_port: int = 5001,
+    moto_port: int = 0,
+    a2i_port: int = 0,
     prefix: str = "demo",
     moto_in_subprocess: bool = False,
     emulator_seed: int | None = None,
@@ -318,7 +318,8 @@ def run_stack_forever(
     """Start the stack, provision ``prefix``, call ``on_ready``, serve until stopped.
 
     Stops on ``stop.set()`` or Ctrl-C (KeyboardInterrupt), then shuts both servers down.
-    The defaults match ``config/local.env`` (moto on 5000, emulator on 5001, "demo").
+    Ports are ephemeral unless given; ``moto_port=5000, a2i_port=5001`` (prefix "demo")
+    matches ``config/local.env``.
     """
     stop = stop or threading.Event()
     with LocalStack(

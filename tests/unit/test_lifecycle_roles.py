@@ -1,0 +1,317 @@
+"""The lifecycle's defects, each as a named case against small in-memory fakes.
+
+The ledger is the real SQLite ledger on a temp file (no network); A2I, S3 and SQS are
+fakes with just the calls these roles make; the clock is a variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from botocore.exceptions import ClientError
+
+from a2i_worker.classify import ErrorKind, classify
+from a2i_worker.finisher import Finisher, FinisherConfig
+from a2i_worker.ledger import transitions
+from a2i_worker.ledger.protocol import LoopUpdate, Phase, StartPayload
+from a2i_worker.ledger.sqlite import SqliteLedger
+from a2i_worker.messages import CancelRequest
+from a2i_worker.request.canceller import Canceller
+from a2i_worker.request.rejecter import Rejecter
+from a2i_worker.request.starter import StartConfig, Starter, StartResult
+from a2i_worker.routes import Routes
+from a2i_worker.sqs_types import SqsMessage, Verdict
+
+FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/f"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": "x"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "Op")
+
+
+@dataclass
+class FakeS3:
+    error: str | None = "NoSuchKey"
+
+    async def get_object(self, **_: Any) -> Any:
+        raise _client_error(str(self.error), 404)
+
+
+@dataclass
+class FakeSqs:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send_message(self, **kw: Any) -> dict[str, Any]:
+        self.sent.append(kw)
+        return {"MessageId": str(len(self.sent))}
+
+
+@dataclass
+class FakePublisher:
+    notified: list[Any] = field(default_factory=list)
+
+    def notify(self, record: Any) -> None:
+        self.notified.append(record)
+
+
+@dataclass
+class FakeGateway:
+    """A2IGateway's surface: start / describe / stop."""
+
+    refuse: Exception | None = None
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+    async def start(self, name: str, payload: StartPayload) -> Any:
+        if self.refuse is not None:
+            raise self.refuse
+        self.started.append(name)
+        from a2i_worker.a2i import LoopInfo
+
+        return LoopInfo(name, f"arn:{name}", "InProgress", None, None, None, None, FLOW)
+
+    async def describe(self, name: str) -> Any:
+        return None
+
+    async def stop(self, name: str) -> bool:
+        self.stopped.append(name)
+        return True
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> Any:
+    clock = Clock()
+    led = SqliteLedger(tmp_path / "l.db", clock=clock)
+    await led.open()
+    led.test_clock = clock  # type: ignore[attr-defined]
+    yield led
+    await led.close()
+
+
+async def _open_record(ledger: SqliteLedger, rid: str = "r-1") -> None:
+    now = ledger.test_clock()  # type: ignore[attr-defined]
+    await ledger.claim(rid, "fp", route=None, received_at=now)
+    await ledger.mark_starting(
+        rid,
+        expected=[Phase.RECEIVED],
+        attempt=1,
+        loop_name=f"{rid}-loop",
+        decision={"activated": True, "fired": []},
+        context={"request_id": rid},
+        payload=StartPayload(FLOW, '{"a":1}'),
+        next_check_at=now,
+    )
+    await ledger.mark_open(
+        rid, loop_name=f"{rid}-loop", loop_arn="arn", loop_created_at=now, next_check_at=now
+    )
+
+
+def _starter(ledger: Any, gw: FakeGateway, sqs: FakeSqs, pub: FakePublisher) -> Starter:
+    clock = ledger.test_clock
+    rejecter = Rejecter(
+        ledger=ledger, sqs=cast(Any, sqs), publisher=cast(Any, pub), dlq_url="dlq", clock=clock
+    )
+    return Starter(
+        ledger=ledger,
+        gateway=cast(Any, gw),
+        rejecter=rejecter,
+        publisher=cast(Any, pub),
+        config=StartConfig(),
+        clock=clock,
+    )
+
+
+def test_an_exception_that_is_not_an_aws_error_is_a_bug() -> None:
+    assert classify(KeyError("x")).kind is ErrorKind.BUG
+    assert classify(TypeError("x")).kind is ErrorKind.BUG
+    assert classify(_client_error("InternalServerError", 500)).kind is ErrorKind.TRANSIENT
+
+
+def test_validation_is_classified_by_code_never_by_message_text() -> None:
+    err = ClientError(
+        {"Error": {"Code": "ValidationException", "Message": "name already exists"}}, "Start"
+    )
+    assert classify(err).kind is ErrorKind.INVALID
+
+
+async def test_a_stopping_loop_is_timed_from_when_it_entered_stopping(ledger: Any) -> None:
+    await _open_record(ledger)
+    clock = ledger.test_clock
+    clock.now += timedelta(hours=1)
+    await ledger.apply_loop_update(LoopUpdate("r-1-loop", "Stopping", clock.now))
+    entered = clock.now
+    for _ in range(120):  # two simulated hours of reschedules
+        clock.now += timedelta(minutes=1)
+        await ledger.reschedule("r-1", clock.now + timedelta(minutes=1))
+    rec = await ledger.get("r-1")
+    assert rec.phase_since == entered
+    assert rec.updated_at > entered
+
+
+async def test_a_missing_output_ends_failed_after_the_configured_tries(ledger: Any) -> None:
+    await _open_record(ledger)
+    clock = ledger.test_clock
+    await ledger.apply_loop_update(
+        LoopUpdate("r-1-loop", "Completed", clock.now, output_uri="s3://b/out.json")
+    )
+    pub = FakePublisher()
+    finisher = Finisher(
+        ledger=ledger,
+        gateway=cast(Any, FakeGateway()),
+        s3=cast(Any, FakeS3()),
+        publisher=cast(Any, pub),
+        routes=Routes({}),
+        config=FinisherConfig(output_tries=3),
+        clock=clock,
+    )
+    for _ in range(2):
+        await finisher.finish(await ledger.get("r-1"))
+        assert (await ledger.get("r-1")).phase is Phase.OPEN
+    await finisher.finish(await ledger.get("r-1"))
+    rec = await ledger.get("r-1")
+    assert rec.phase is Phase.DONE
+    assert rec.result["outcome"] == "failed"
+    assert rec.result["failure_code"] == "output_missing"
+    assert len(pub.notified) == 1
+
+
+async def test_a2i_refusing_a_start_rejects_once_with_one_dlq_copy(ledger: Any) -> None:
+    await _open_record(ledger)
+    clock = ledger.test_clock
+    await ledger.apply_loop_update(
+        LoopUpdate("r-1-loop", "Failed", clock.now, failure_code="Expired")
+    )
+    await ledger.mark_starting(
+        "r-1",
+        expected=[Phase.OPEN],
+        attempt=2,
+        loop_name="r-1-loop-2",
+        decision=None,
+        context={"request_id": "r-1"},
+        payload=StartPayload(FLOW, '{"a":1}'),
+        next_check_at=clock.now,
+    )
+    from a2i_worker.errors import PermanentError
+
+    sqs, pub = FakeSqs(), FakePublisher()
+    gw = FakeGateway(refuse=PermanentError("a2i_access_denied", "no"))
+    starter = _starter(ledger, gw, sqs, pub)
+    rec = await ledger.get("r-1")
+    assert await starter.start(rec, _Log()) is StartResult.REJECTED
+    assert await starter.start(rec, _Log()) is StartResult.REJECTED  # e.g. a second sweep
+    final = await ledger.get("r-1")
+    assert final.result["outcome"] == "rejected"
+    assert final.dlq_copied_at is not None
+    assert len(sqs.sent) == 1
+    attrs = sqs.sent[0]["MessageAttributes"]
+    assert attrs["a2i_worker_rejection_code"]["StringValue"] == "a2i_access_denied"
+    assert len(pub.notified) == 1
+
+
+async def test_a_cancel_before_the_request_arrives_means_no_loop_ever(ledger: Any) -> None:
+    sqs, pub, gw = FakeSqs(), FakePublisher(), FakeGateway()
+    starter = _starter(ledger, gw, sqs, pub)
+    canceller = Canceller(
+        ledger=ledger, starter=starter, publisher=cast(Any, pub), clock=ledger.test_clock
+    )
+    msg = SqsMessage("q", "m-1", "h", "{}", 1, None)
+    verdict = await canceller.cancel(msg, CancelRequest(type="cancel", request_id="r-9"))
+    assert verdict == Verdict.DELETE
+    rec = await ledger.get("r-9")
+    assert rec.phase is Phase.DONE
+    assert rec.result["outcome"] == "stopped"
+    assert Canceller.is_tombstone(rec)
+
+
+async def test_a_cancel_while_starting_stops_the_loop_once_it_exists(ledger: Any) -> None:
+    clock = ledger.test_clock
+    await ledger.claim("r-2", "fp", route=None, received_at=clock.now)
+    await ledger.mark_starting(
+        "r-2",
+        expected=[Phase.RECEIVED],
+        attempt=1,
+        loop_name="r-2-loop",
+        decision=None,
+        context=None,
+        payload=StartPayload(FLOW, "{}"),
+        next_check_at=clock.now,
+    )
+    sqs, pub, gw = FakeSqs(), FakePublisher(), FakeGateway()
+    starter = _starter(ledger, gw, sqs, pub)
+    canceller = Canceller(ledger=ledger, starter=starter, publisher=cast(Any, pub), clock=clock)
+    msg = SqsMessage("q", "m-2", "h", "{}", 1, None)
+    assert await canceller.cancel(msg, CancelRequest(type="cancel", request_id="r-2")) == "delete"
+    rec = await ledger.get("r-2")
+    assert rec.cancel_requested_at is not None
+    assert await starter.start(rec, _Log()) is StartResult.ENDED
+    assert gw.started == []  # the cancel came first: no loop at all
+    assert (await ledger.get("r-2")).result["outcome"] == "stopped"
+
+
+def test_a_new_stage_resets_tries_and_phase_since() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = transitions.new_record("r", "f", route=None, received_at=now)
+    assert rec.phase_since == now
+    later = now + timedelta(seconds=5)
+    started = transitions.start(
+        rec,
+        expected=[Phase.RECEIVED],
+        attempt=1,
+        loop_name="l",
+        decision=None,
+        context=None,
+        payload=StartPayload(FLOW, "{}"),
+        next_check_at=later,
+        now=later,
+    )
+    assert started is not None
+    assert started.phase_since == later
+    tried = transitions.note_try(started, later, now=later + timedelta(seconds=1))
+    assert tried is not None
+    assert tried.tries == 1
+    assert tried.phase_since == later
+
+
+class _Log:
+    def bind(self, **_: Any) -> _Log:
+        return self
+
+    def __getattr__(self, _: str) -> Any:
+        return lambda *a, **k: None
+
+
+def test_a_bug_is_logged_with_its_traceback_and_counted() -> None:
+    from a2i_worker.failures import report_failure
+    from a2i_worker.metrics import Metrics
+
+    calls: list[str] = []
+
+    class Log:
+        def exception(self, *_: Any, **__: Any) -> None:
+            calls.append("exception")
+
+        def warning(self, *_: Any, **__: Any) -> None:
+            calls.append("warning")
+
+    m = Metrics()
+    report_failure(Log(), KeyError("k"), "doing x", role="sweeper", metrics=m)
+    report_failure(Log(), _client_error("InternalError", 500), "doing x", role="sweeper", metrics=m)
+    assert calls == ["exception", "warning"]
+    total = m.registry.get_sample_value("a2i_worker_unexpected_errors_total", {"role": "sweeper"})
+    assert total == 1
