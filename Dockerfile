@@ -55,11 +55,12 @@ COPY --from=build /opt/venv /opt/venv
 # The SQLite ledger (single replica) lives here; mount a volume to keep it across restarts.
 WORKDIR /var/lib/a2i-worker
 USER 10001:10001
-# /livez, /readyz and /metrics.
+# /livez, /readyz and /metrics on A2I_WORKER_HEALTH_PORT (8080 unless set otherwise).
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-# No curl in a slim image: the standard library does the probe.
+# No curl in a slim image. The probe reads A2I_WORKER_HEALTH_HOST/PORT like the worker
+# does, so `docker run -e A2I_WORKER_HEALTH_PORT=9000` is still checked on the right port.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/livez', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-m", "a2i_worker.probe", "livez"]
 ENTRYPOINT ["a2i-worker"]
 CMD ["run"]

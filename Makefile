@@ -15,7 +15,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet -c requirements/constraints.
 # emulator's real-client suite (tests/clients/test_js_sdk.py; the AWS CLI comes with .venv).
 NODE_STAMP := tests/clients/node_modules/.installed-stamp
 
-.PHONY: demo test lint typecheck unit soak chaos bench audit lock clean node-deps
+.PHONY: demo test lint typecheck unit soak chaos bench audit docs lock clean node-deps
 
 # A new venv gets a current pip first; an existing one (from the other stamp) is reused.
 NEW_VENV := test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) \
@@ -73,6 +73,10 @@ soak: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos -o addopts="--strict-markers -p no:cacheprovider"
+
+## Regenerate the tables in README.md and docs/ from the code (a test fails when they are stale).
+docs: $(STAMP)
+	$(BIN)/python -m a2i_worker.docgen
 
 audit: $(STAMP)
 	$(BIN)/pip-audit -r requirements/constraints.txt --no-deps --disable-pip

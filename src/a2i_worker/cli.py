@@ -224,7 +224,7 @@ def enqueue(
         str | None, typer.Option(help="Requests queue (default: A2I_WORKER_REQUESTS_QUEUE_URL).")
     ] = None,
 ) -> None:
-    """Send review requests (one JSON object per line) to the requests queue, in batches."""
+    """Send JSONL requests (a file or - for stdin) in batches of ten; exit 1 if any failed."""
     import os
 
     from a2i_worker.enqueue import enqueue_lines
@@ -346,7 +346,7 @@ def _simulation_rules(rules_file: Path | None, routes_file: Path | None, route: 
 
 @loops_app.command("status")
 def loops_status(request_id: str) -> None:
-    """Show what the ledger knows about a request."""
+    """Show what the ledger knows about a request (never its input, prediction or answers)."""
     record = anyio.run(_ledger_get, request_id)
     if record is None:
         raise _fail([f"no request {request_id!r} in the ledger"], code=1)
@@ -355,7 +355,7 @@ def loops_status(request_id: str) -> None:
 
 @loops_app.command("stop")
 def loops_stop(request_id: str) -> None:
-    """Stop the human loop of a request (StopHumanLoop); the worker records the outcome."""
+    """Stop the human loop of a request (StopHumanLoop); the worker then publishes `stopped`."""
     result = anyio.run(_stop_loop, request_id)
     typer.echo(result)
 

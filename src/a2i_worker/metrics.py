@@ -51,7 +51,10 @@ class Metrics:
             registry=r,
         )
         self.limiter_rate = Gauge(
-            "a2i_worker_limiter_rate", "Current adaptive rate (calls/s)", ["cls"], registry=r
+            "a2i_worker_limiter_rate",
+            "Current adaptive rate (calls/s), by call class: start (StartHumanLoop) or sweep",
+            ["cls"],
+            registry=r,
         )
         self.gate_level = Gauge(
             "a2i_worker_quota_gate_level",
@@ -63,13 +66,19 @@ class Metrics:
             "a2i_worker_loops_in_flight", "Loops started and not yet finished", registry=r
         )
         self.throttles = Counter(
-            "a2i_worker_throttles", "ThrottlingException answers", ["cls"], registry=r
+            "a2i_worker_throttles",
+            "ThrottlingException answers, by call class: start or sweep",
+            ["cls"],
+            registry=r,
         )
         self.quota_rejections = Counter(
             "a2i_worker_quota_rejections", "ServiceQuotaExceededException answers", registry=r
         )
         self.ledger_phase = Gauge(
-            "a2i_worker_ledger_records", "Ledger records by phase", ["phase"], registry=r
+            "a2i_worker_ledger_records",
+            "Ledger records by phase, at the ledger's last count",
+            ["phase"],
+            registry=r,
         )
         self.open_loops = Gauge(
             "a2i_worker_open_loops",

@@ -54,8 +54,11 @@ def references(value: Any) -> set[str]:
                 found.update(_SUB_VAR.findall(str(text)))
                 if isinstance(inner, list) and len(inner) > 1:
                     found.update(references(inner[1]))
-            elif key == "DependsOn":
-                found.update([inner] if isinstance(inner, str) else inner)
+            elif key == "DependsOn" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "DependsOn" and all(isinstance(i, str) for i in inner):
+                found.update(inner)
+            # (An ECS container's DependsOn is a list of objects: searched like the rest.)
             else:
                 found.update(references(inner))
     elif isinstance(value, list):

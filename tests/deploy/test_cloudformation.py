@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped,unused-ignore]  # no types-PyYAML in dev deps
 from cfnlint.api import ManualArgs, lint_file
 
 from a2i_worker.ledger import dynamodb as ledger_dynamodb
@@ -31,9 +34,14 @@ def _props(resources: dict[str, Any], name: str) -> dict[str, Any]:
     return resources[name]["Properties"]  # type: ignore[no-any-return]
 
 
-def _container(resources: dict[str, Any]) -> dict[str, Any]:
-    (container,) = _props(resources, "TaskDefinition")["ContainerDefinitions"]
-    return container  # type: ignore[no-any-return]
+def _container(resources: dict[str, Any], name: str = "a2i-worker") -> dict[str, Any]:
+    definitions = _props(resources, "TaskDefinition")["ContainerDefinitions"]
+    for item in definitions:
+        # The collector sidecar is an Fn::If [HasCollector, <definition>, AWS::NoValue].
+        found = item["Fn::If"][1] if "Fn::If" in item else item
+        if found["Name"] == name:
+            return found  # type: ignore[no-any-return]
+    raise AssertionError(f"no container {name}")
 
 
 def test_cfn_lint_reports_nothing() -> None:
@@ -143,13 +151,82 @@ def test_container_health_check_is_the_image_health_check(
 ) -> None:
     image_check = read_dockerfile(repo / "Dockerfile").final.last("HEALTHCHECK")
     assert image_check is not None
+    exec_form = image_check.raw[image_check.raw.index("CMD") + 3 :].strip()
     container = _container(resources)
     command = container["HealthCheck"]["Command"]
-    assert command[0] == "CMD"
-    assert command[1:4] == ["python", "-c", command[3]]
-    assert f'"{command[3]}"' in image_check.raw
-    assert "http://127.0.0.1:8080/livez" in command[3]
-    assert {"ContainerPort": 8080, "Protocol": "tcp", "Name": "health"} in container["PortMappings"]
+    assert command == ["CMD", *json.loads(exec_form)]
+    assert command[1:] == ["python", "-m", "a2i_worker.probe", "livez"]
+
+
+def test_the_health_port_is_one_parameter(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    port = {"Ref": "HealthPort"}
+    assert template["Parameters"]["HealthPort"]["Default"] == 8080
+    container = _container(resources)
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["A2I_WORKER_HEALTH_PORT"] == port
+    assert {"ContainerPort": port, "Protocol": "tcp", "Name": "health"} in container["PortMappings"]
+    ingress = _props(resources, "MetricsScrapeIngress")
+    assert (ingress["FromPort"], ingress["ToPort"]) == (port, port)
+    scrape = _container(resources, "metrics-collector")["Environment"][0]["Value"]["Fn::Sub"]
+    assert '"127.0.0.1:${HealthPort}"' in scrape
+    assert "8080" not in json.dumps(container)
+
+
+def test_no_fixed_desired_count_beside_auto_scaling(resources: dict[str, Any]) -> None:
+    assert "DesiredCount" not in _props(resources, "Service")
+    target = _props(resources, "ScalableTarget")
+    assert target["MinCapacity"] == {"Ref": "MinTasks"}
+    assert target["MaxCapacity"] == {"Ref": "MaxTasks"}
+
+
+def test_metrics_collector_sidecar_scrapes_metrics_into_cloudwatch(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    (sidecar,) = [
+        c for c in _props(resources, "TaskDefinition")["ContainerDefinitions"] if "Fn::If" in c
+    ]
+    condition, definition, otherwise = sidecar["Fn::If"]
+    assert condition == "HasCollector"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert definition["Essential"] is False, "a collector failure must not stop the worker"
+    assert definition["Image"] == {"Ref": "CollectorImage"}
+    assert template["Parameters"]["CollectorImage"]["Default"].startswith(
+        "public.ecr.aws/aws-observability/aws-otel-collector:v"
+    )
+    (config_var,) = definition["Environment"]
+    assert config_var["Name"] == "AOT_CONFIG_CONTENT"
+    config = yaml.safe_load(config_var["Value"]["Fn::Sub"])
+    assert config["service"]["pipelines"]["metrics"]["receivers"] == ["prometheus"]
+    assert config["service"]["pipelines"]["metrics"]["exporters"] == ["awsemf"]
+    emf = config["exporters"]["awsemf"]
+    assert emf["namespace"] == "${MetricsNamespace}"
+    assert emf["log_group_name"] == "${MetricsLogGroup}"
+    # The metrics the runbook alarms on are among those exported.
+    selectors = [s for d in emf["metric_declarations"] for s in d["metric_name_selectors"]]
+    for metric in (
+        "a2i_worker_requests_total",
+        "a2i_worker_rejections_total",
+        "a2i_worker_queue_lag_seconds",
+        "a2i_worker_quota_gate_open",
+        "a2i_worker_dependency_errors_total",
+        "a2i_worker_throttles_total",
+    ):
+        assert any(re.fullmatch(s, metric) for s in selectors), metric
+    assert resources["MetricsLogGroup"]["Condition"] == "HasCollector"
+
+
+def test_a_prometheus_server_may_be_let_in_on_the_health_port_only(
+    resources: dict[str, Any],
+) -> None:
+    assert "SecurityGroupIngress" not in _props(resources, "TaskSecurityGroup")
+    ingress = resources["MetricsScrapeIngress"]
+    assert ingress["Condition"] == "HasScraper"
+    assert ingress["Properties"]["SourceSecurityGroupId"] == {
+        "Ref": "MetricsScraperSecurityGroupId"
+    }
+    assert "CidrIp" not in ingress["Properties"]
 
 
 def test_container_runs_non_root_read_only(resources: dict[str, Any]) -> None:
@@ -175,15 +252,17 @@ def test_scaling_tracks_backlog_per_running_task(
     metrics = {m["Id"]: m for m in config["CustomizedMetricSpecification"]["Metrics"]}
     returned = [m for m in metrics.values() if m["ReturnData"]]
     assert returned == [metrics["e1"]]
-    assert metrics["e1"]["Expression"].replace(" ", "") == "m1/m2"
-    backlog = metrics["m1"]["MetricStat"]["Metric"]
-    assert (backlog["Namespace"], backlog["MetricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    assert backlog["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["RequestsQueue", "QueueName"]}}
-    ]
+    # Visible + in flight, per task: what KEDA counts with scaleOnInFlight.
+    assert metrics["e1"]["Expression"].replace(" ", "") == "(m1+m3)/m2"
+    for metric_id, name in [
+        ("m1", "ApproximateNumberOfMessagesVisible"),
+        ("m3", "ApproximateNumberOfMessagesNotVisible"),
+    ]:
+        backlog = metrics[metric_id]["MetricStat"]["Metric"]
+        assert (backlog["Namespace"], backlog["MetricName"]) == ("AWS/SQS", name)
+        assert backlog["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": ["RequestsQueue", "QueueName"]}}
+        ]
     tasks = metrics["m2"]["MetricStat"]["Metric"]
     assert (tasks["Namespace"], tasks["MetricName"]) == (
         "ECS/ContainerInsights",

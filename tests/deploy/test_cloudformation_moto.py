@@ -17,20 +17,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import aioboto3
 import pytest
 from moto.cloudformation.parsing import get_model_map
 
 from a2i_worker.ledger.dynamodb import DynamoDbLedger
 from a2i_worker.ledger.protocol import ClaimOutcome
 
-from .cfn import load_template, without_resource_types
+from .cfn import load_template
+from .moto_stack import (
+    ACCOUNT,
+    FLOW_ARNS,
+    LEFT_OUT,
+    REGION,
+    STACK,
+    UNSUPPORTED_BY_MOTO,
+    as_parameters,
+    client,
+    moto_variant,
+    stack_parameters,
+    wait_for_stack,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_cloudformation import CloudFormationClient
@@ -38,33 +48,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_events import EventBridgeClient
     from types_aiobotocore_sqs import SQSClient
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-STACK = "a2i-deploy-test"
-FLOW_ARNS = [
-    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/invoices",
-    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/receipts",
-]
-UNSUPPORTED_BY_MOTO = {
-    "AWS::SQS::QueuePolicy",
-    "AWS::ApplicationAutoScaling::ScalableTarget",
-    "AWS::ApplicationAutoScaling::ScalingPolicy",
-}
-LEFT_OUT = ["BacklogPerTaskScalingPolicy", "EventsQueuePolicy", "ScalableTarget"]
 STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"
-
-
-@asynccontextmanager
-async def client(service: str, moto_url: str) -> AsyncIterator[Any]:
-    session = aioboto3.Session()
-    async with session.client(
-        service,
-        endpoint_url=moto_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ) as c:
-        yield c
 
 
 @dataclass(frozen=True)
@@ -75,37 +59,16 @@ class Stack:
 
 
 async def _create_stack(moto_url: str) -> Stack:
-    variant, removed = without_resource_types(load_template(), UNSUPPORTED_BY_MOTO)
-    assert removed == LEFT_OUT
-    async with client("ec2", moto_url) as ec2:  # no EC2 stubs installed: Any
-        vpcs = (await ec2.describe_vpcs())["Vpcs"]
-        vpc_id = next(v["VpcId"] for v in vpcs if v.get("IsDefault"))
-        subnets = await ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
-        subnet_ids = [s["SubnetId"] for s in subnets["Subnets"]][:2]
-    parameters = {
-        "VpcId": vpc_id,
-        "SubnetIds": ",".join(subnet_ids),
-        "ContainerImage": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/a2i-worker:test",
-        "FlowDefinitionArns": ",".join(FLOW_ARNS),
-        "OutputBucketName": "review-output",
-        "OutputPrefix": "a2i/",
-        "AllowDeleteFinishedLoops": "true",
-    }
+    parameters = await stack_parameters(moto_url)
     async with client("cloudformation", moto_url) as cfn_any:
         cfn = cast("CloudFormationClient", cfn_any)
         await cfn.create_stack(
             StackName=STACK,
-            TemplateBody=json.dumps(variant),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            TemplateBody=moto_variant(),
+            Parameters=as_parameters(parameters),
             Capabilities=["CAPABILITY_IAM"],
         )
-        deadline = time.monotonic() + 30
-        while True:
-            (described,) = (await cfn.describe_stacks(StackName=STACK))["Stacks"]
-            if not described["StackStatus"].endswith("IN_PROGRESS"):
-                break
-            assert time.monotonic() < deadline, described["StackStatus"]
-            await asyncio.sleep(0.05)  # polling a condition, not synchronizing
+        described = await wait_for_stack(cfn, STACK)
         listed = await cfn.list_stack_resources(StackName=STACK)
     return Stack(
         outputs={o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])},

@@ -6,26 +6,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped,unused-ignore]  # no types-PyYAML in dev deps
 
-from a2i_worker.settings import ENV_PREFIX, Settings, unknown_environment_variables
+from a2i_worker.settings import (
+    ENV_FILE_VARIABLE,
+    ENV_PREFIX,
+    Settings,
+    unknown_environment_variables,
+)
 
 from .cfn import load_template
 from .dockerfile import read_dockerfile
+from .kustomize import K8S, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _configmap() -> dict[str, str]:
-    doc = yaml.safe_load((REPO / "deploy/kubernetes/configmap.yaml").read_text(encoding="utf-8"))
-    return doc["data"]  # type: ignore[no-any-return]
+    return read_env_file(K8S / "worker.env")
 
 
 def _ecs_environment() -> dict[str, Any]:
-    (container,) = load_template()["Resources"]["TaskDefinition"]["Properties"][
+    containers = load_template()["Resources"]["TaskDefinition"]["Properties"][
         "ContainerDefinitions"
     ]
-    return {e["Name"]: e["Value"] for e in container["Environment"]}
+    (worker,) = [c for c in containers if c.get("Name") == "a2i-worker"]
+    return {e["Name"]: e["Value"] for e in worker["Environment"]}
 
 
 def _dockerfile_environment() -> dict[str, str]:
@@ -74,6 +79,19 @@ def test_configmap_values_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.requests_queue_url == _configmap()["A2I_WORKER_REQUESTS_QUEUE_URL"]
 
 
+def test_worker_env_is_also_a_dotenv_file_for_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file kustomize turns into the ConfigMap loads as A2I_WORKER_ENV_FILE too."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(K8S / "worker.env"))
+    settings = Settings()
+    expected = _settings_from(_configmap(), monkeypatch)
+    assert settings.model_dump(exclude={"env_file"}) == expected.model_dump(exclude={"env_file"})
+
+
 def test_dockerfile_defaults_load(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings_from(_dockerfile_environment(), monkeypatch)
     assert settings.health_host == "0.0.0.0"
@@ -85,7 +103,7 @@ def test_ecs_literal_values_load(monkeypatch: pytest.MonkeyPatch) -> None:
     literal = {k: v for k, v in _ecs_environment().items() if isinstance(v, str)}
     settings = _settings_from(literal, monkeypatch)
     assert settings.health_host == "0.0.0.0"
-    assert settings.health_port == 8080
+    assert _ecs_environment()["A2I_WORKER_HEALTH_PORT"] == {"Ref": "HealthPort"}
 
 
 def test_ecs_delete_setting_follows_the_iam_parameter() -> None:
