@@ -30,7 +30,14 @@ a send rate (calls per second). It promises:
   the next throttle,
   instead of finishing the cubic probe -- the raised quota's full bucket hides it, and a
   gentle approach keeps the overshoot small when that bucket drains.
-- **Bounded.** ``min_rate <= rate <= max_rate`` always.
+- **Bounded and total.** ``min_rate <= rate <= max_rate`` always, whatever the inputs: any
+  gap between two observations (0 s to days), any order of successes and throttles, even a
+  clock that stands still, jumps back or reads NaN (such a reading counts as no time
+  passing). No observation raises, and nothing computed is NaN or infinite.
+- **Idle time is not use.** A gap between two answers longer than ``max(idle_after,
+  4 / rate)`` seconds is an idle spell: it advances the growth clocks (slow start, CUBIC,
+  chase) by that bound only, and it voids the admitted-rate measurement running since the
+  last event (the server's bucket refilled meanwhile, so the count no longer measures R).
 - **Decorrelated.** ``beta`` and the CUBIC constant are jittered per event from the injected
   :class:`random.Random`, so replicas that are throttled at the same moment drift apart.
 """
@@ -47,6 +54,10 @@ __all__ = ["AdaptiveRate", "RateMeter", "RateParams"]
 _IN_FLIGHT_S = 0.05
 #: successes between two events needed for their admitted rate to count towards a plateau
 _MIN_MEASURED = 30
+#: largest exponent slow start applies in one step (e^50 is far beyond any max_rate ratio)
+_MAX_GROWTH = 50.0
+#: CUBIC-clock seconds beyond which the curve is evaluated as if there (its cube stays finite)
+_MAX_CUBIC_T = 1.0e4
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,8 @@ class RateParams:
     per second (plus 3 calls) prove a raised quota.
     ``raise_slope``: after a proven raise the rate grows linearly by ``raise_slope`` times
     the rate at the proof, per second, until the next congestion event.
+    ``idle_after``: seconds; a gap between two answers beyond ``max(idle_after, 4 / rate)``
+    is an idle spell (see the module docstring).
     """
 
     initial: float = 5.0
@@ -95,8 +108,12 @@ class RateParams:
     agree: float = 0.08
     raise_margin: float = 0.01
     raise_slope: float = 1.0
+    idle_after: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number")
         if not 0 < self.min_rate <= self.initial <= self.max_rate:
             raise ValueError("need 0 < min_rate <= initial <= max_rate")
         if not 0 < self.beta < 1:
@@ -113,8 +130,8 @@ class RateParams:
             raise ValueError("burst_seconds must be > 0")
         if not 0 <= self.hold_step <= self.hold_max or self.agree < 0 or self.raise_margin < 0:
             raise ValueError("need 0 <= hold_step <= hold_max, agree >= 0, raise_margin >= 0")
-        if not self.raise_slope > 0:
-            raise ValueError("raise_slope must be > 0")
+        if not self.raise_slope > 0 or not self.idle_after > 0:
+            raise ValueError("need raise_slope > 0, idle_after > 0")
 
 
 class RateMeter:
@@ -135,8 +152,15 @@ class RateMeter:
         self._rate = 0.0
 
     def record(self, now: float, amount: int = 1) -> float:
-        """Count ``amount`` events at ``now``; returns the smoothed rate."""
+        """Count ``amount`` events at ``now``; returns the smoothed rate.
+
+        A reading that is not finite, or earlier than the open bucket, counts in that bucket.
+        """
+        if self._start is not None and not (now >= self._start and math.isfinite(now)):
+            now = self._start
         if self._start is None:
+            if not math.isfinite(now):
+                return self._rate
             self._start = now
         elapsed = now - self._start
         if elapsed >= self._bucket:
@@ -166,12 +190,15 @@ class AdaptiveRate:
         self._k = 0.0
         self._c = params.c
         self._hold = 0.0  # plateau at w_max, CUBIC-clock seconds
-        # after a proven raise: (since, rate then, calls/s per second) until the next event
+        # after a proven raise: (active clock then, rate then, calls/s per second) until the
+        # next event
         self._chase: tuple[float, float, float] | None = None
         self._streak = 0  # consecutive events whose measurements agreed
         # the last admitted-rate measurement: (successes, seconds) between two events
         self._measured: tuple[int, float] | None = None
         self._last_update: float | None = None
+        self._active = 0.0  # seconds of use so far: the clock of slow start and the chase
+        self._idle_since_event = False
         self._last_event: float | None = None
         # start of the admitted-rate measurement (the last event, when the server's bucket
         # was empty); None when no trustworthy measurement runs (slow start after a raise)
@@ -207,6 +234,8 @@ class AdaptiveRate:
         """More successes since the last event than a quota of ``w_max`` could admit."""
         if self._w_max is None or self._measure_from is None or self._streak == 0:
             return False  # w_max is not a confirmed measurement: the probe finds raises
+        if self._idle_since_event:
+            return False  # the server's bucket refilled while we were idle
         if self._t_eff < self._k + self._hold:
             return False  # not probing yet: we never sent above w_max
         p = self.params
@@ -216,21 +245,41 @@ class AdaptiveRate:
         return self._successes_since_event > allowed
 
     def _clamp(self, rate: float) -> float:
+        if not math.isfinite(rate):  # cannot happen; if it ever did, never let it out
+            return self._rate if math.isfinite(self._rate) else self.params.initial
         return min(self.params.max_rate, max(self.params.min_rate, rate))
+
+    def _observe(self, now: float) -> tuple[float, float]:
+        """``(now, active)``: the reading made monotonic and finite, and the seconds of use
+        since the previous observation (an idle spell counts as its bound)."""
+        last = self._last_update
+        if last is None:
+            now = now if math.isfinite(now) else 0.0
+            self._last_update = now
+            return now, 0.0
+        if not (math.isfinite(now) and now >= last):
+            now = last  # a clock that jumps back or reads NaN: no time passed
+        gap = now - last
+        bound = max(self.params.idle_after, 4.0 / self._rate)
+        if gap > bound:
+            self._idle_since_event = True
+            gap = bound
+        self._last_update = now
+        self._active += gap
+        return now, gap
 
     def on_success(self, now: float) -> float:
         """Record an accepted call answered at ``now``; returns the new rate."""
         p = self.params
+        now, gap = self._observe(now)
         self.successes += 1
         self._successes_since_event += 1
         answered = self._answered.record(now)
-        last = self._last_update if self._last_update is not None else now
-        self._last_update = now
         if self._proves_raise(now):
             # the server admitted more than w_max allows: the quota went up; chase it
             # (the measurement since the last event stays valid: the bucket was empty then)
             self.raises += 1
-            self._chase = (now, self._rate, p.raise_slope * self._rate)
+            self._chase = (self._active, self._rate, p.raise_slope * self._rate)
             self._w_max = None
             self._streak = 0
             self._hold = 0.0
@@ -238,14 +287,14 @@ class AdaptiveRate:
             # linear, not exponential: the raised quota's bucket is full and hides the new
             # quota until it drains; the slower the approach, the smaller the overshoot then
             since, rate0, slope = self._chase
-            target = rate0 + slope * (now - since)
+            target = rate0 + slope * (self._active - since)
         elif self._w_max is None:
-            target = self._rate * math.exp(p.slow_start_growth * max(0.0, now - last))
+            target = self._rate * math.exp(min(_MAX_GROWTH, p.slow_start_growth * gap))
         else:
             # the CUBIC clock runs slower below rate_scale, in proportion to the rate
-            self._t_eff += max(0.0, now - last) * min(1.0, self._rate / p.rate_scale)
+            self._t_eff += gap * min(1.0, self._rate / p.rate_scale)
             # concave up to w_max, the plateau (hold), then the convex probe
-            t = self._t_eff - self._k
+            t = min(self._t_eff, _MAX_CUBIC_T) - self._k
             t = min(t, 0.0) if t < self._hold else t - self._hold
             target = self._w_max * (1.0 + self._c * t**3)
         if target > self._rate:
@@ -264,9 +313,9 @@ class AdaptiveRate:
         leave the rate alone.
         """
         p = self.params
+        now, _ = self._observe(now)
         self.throttles += 1
         self._answered.record(now)
-        self._last_update = now
         last = self._last_event
         if last is not None and now - last < p.dedup_window:
             return self._rate
@@ -274,7 +323,7 @@ class AdaptiveRate:
         start = self._measure_from
         calls = self._successes_since_event
         span = now - start if start is not None else 0.0
-        if start is not None and 0 < span <= p.memory:
+        if start is not None and 0 < span <= p.memory and not self._idle_since_event:
             # Between two congestion events the server's bucket went from empty to empty,
             # so what it admitted in between is its sustained rate: that, not the rate we
             # happened to be sending at, is where the next plateau belongs.
@@ -313,5 +362,6 @@ class AdaptiveRate:
         self._last_event = now
         self._measure_from = now
         self._successes_since_event = 0
+        self._idle_since_event = False
         self._rate = self._clamp(base * beta)
         return self._rate
