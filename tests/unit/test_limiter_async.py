@@ -54,6 +54,20 @@ async def test_set_rate_applies_to_tasks_already_waiting() -> None:
     assert bucket.rate == 200.0
 
 
+async def test_deep_cut_does_not_stall_the_bucket() -> None:
+    """A level built at 1000/s (burst 50) must not take 50/20 s to drain at 20/s: at
+    most one burst of debt is kept, so the next call goes about one interval later."""
+    bucket = TunableLimiter(rate=1000.0, burst=50.0)
+    for _ in range(50):
+        await bucket.acquire()  # the bucket is full
+    bucket.set_rate(20.0, 1.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    async with asyncio.timeout(1.0):
+        await bucket.acquire()
+    assert loop.time() - t0 < 0.5  # ~0.05 s (1/20); 2.5 s without the cap
+
+
 async def test_bucket_paces_at_the_set_rate() -> None:
     bucket = TunableLimiter(rate=100.0, burst=1.0)
     loop = asyncio.get_running_loop()
