@@ -7,7 +7,16 @@ a send rate (calls per second). It promises:
   ``params.headroom`` times the rate at which calls are actually answered, so an idle or
   lightly loaded worker does not drift up to ``max_rate`` and then fire a burst.
 - **Slow start.** Until the first throttle the rate grows exponentially
-  (``slow_start_growth`` e-folds per second).
+  (``slow_start_growth`` e-folds per second, and at most ``headroom`` x the answered rate).
+- **A slow start ends at what was proven, not at the overshoot.** A2I's buckets start
+  full, and a full bucket of B hides the quota R until it drains: exponential growth is
+  then at 4-8 R when the first throttle comes. That event cuts to ``beta`` x the rate the
+  successes of the last seconds prove (``successes(W) / (W + start_burst)`` for the best
+  window W: no bucket of at most ``start_burst`` x R admits more), which is at most R, and
+  the curve tops out at twice that proof instead of at the overshoot. The next event,
+  whose admitted-rate measurement then starts from an empty bucket, sets R and cuts no
+  lower than the proof. (With fewer than 30 recent successes nothing was hidden: a plain
+  ``beta`` cut.)
 - **One cut per congestion event.** A throttle starts a congestion event and cuts the
   rate multiplicatively (``beta``, jittered); further throttles within ``dedup_window``
   seconds belong to the same event (they were already in flight) and change nothing.
@@ -27,9 +36,9 @@ a send rate (calls per second). It promises:
   quota, so once ``w_max`` is confirmed and the successes since the last event exceed
   ``w_max`` x elapsed by ``raise_margin`` (plus 3 calls), the quota has been raised: the
   rate then grows linearly (by ``raise_slope`` x its value at the proof, per second) until
-  the next throttle,
-  instead of finishing the cubic probe -- the raised quota's full bucket hides it, and a
-  gentle approach keeps the overshoot small when that bucket drains.
+  the next throttle, instead of finishing the cubic probe -- the raised quota's full bucket
+  hides it, and a gentle approach keeps the overshoot small when that bucket drains. That
+  throttle ends the chase like the end of a slow start (above).
 - **Bounded and total.** ``min_rate <= rate <= max_rate`` always, whatever the inputs: any
   gap between two observations (0 s to days), any order of successes and throttles, even a
   clock that stands still, jumps back or reads NaN (such a reading counts as no time
@@ -38,6 +47,9 @@ a send rate (calls per second). It promises:
   4 / rate)`` seconds is an idle spell: it advances the growth clocks (slow start, CUBIC,
   chase) by that bound only, and it voids the admitted-rate measurement running since the
   last event (the server's bucket refilled meanwhile, so the count no longer measures R).
+  After it the rate resumes at ``w_max`` at the start of the plateau (a probe resumed
+  against a refilled bucket would race above R unseen), and the next event cuts from
+  ``w_max``, not from the rate the refilled bucket let through.
 - **Decorrelated.** ``beta`` and the CUBIC constant are jittered per event from the injected
   :class:`random.Random`, so replicas that are throttled at the same moment drift apart.
 """
@@ -48,7 +60,9 @@ import math
 import random
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveRate", "RateMeter", "RateParams"]
+from a2i_worker.limiting.meter import RateMeter, SuccessWindow
+
+__all__ = ["AdaptiveRate", "RateParams"]
 
 #: seconds of w_max allowed as successes already in flight at a congestion event
 _IN_FLIGHT_S = 0.05
@@ -56,6 +70,8 @@ _IN_FLIGHT_S = 0.05
 _MIN_MEASURED = 30
 #: largest exponent slow start applies in one step (e^50 is far beyond any max_rate ratio)
 _MAX_GROWTH = 50.0
+#: slots of the success window (0.125 s each) the slow-start exit looks at
+_RECENT_SLOTS = 32
 #: CUBIC-clock seconds beyond which the curve is evaluated as if there (its cube stays finite)
 _MAX_CUBIC_T = 1.0e4
 
@@ -69,7 +85,9 @@ class RateParams:
     ``c``: CUBIC constant, *relative* to ``w_max`` (rate = w_max * (1 + c (t - K)^3)).
     ``jitter``: relative spread applied to ``beta`` (downwards) and ``c`` per event.
     ``dedup_window``: seconds after a cut during which further throttles are the same event.
-    ``slow_start_growth``: e-folds per second before the first throttle.
+    ``slow_start_growth``: e-folds per second before the first throttle (2: x7.4 a second,
+    0.9 R within 2 s of the start from 10/s for R up to ~200/s; faster growth only
+    overshoots a full bucket further).
     ``headroom``: the rate never grows beyond headroom x the measured answered-call rate.
     ``burst_seconds``: client bucket size in seconds of the current rate (at least 1 token).
     ``rate_scale``: below this rate (calls/s) the CUBIC clock runs slower, proportionally,
@@ -88,6 +106,9 @@ class RateParams:
     the rate at the proof, per second, until the next congestion event.
     ``idle_after``: seconds; a gap between two answers beyond ``max(idle_after, 4 / rate)``
     is an idle spell (see the module docstring).
+    ``start_burst``: the largest server bucket assumed, in seconds of its rate (B <= this x
+    R); it sets how much of the successes before the first throttle slow start's exit
+    trusts as proof of R (see :class:`~a2i_worker.limiting.meter.SuccessWindow`).
     """
 
     initial: float = 5.0
@@ -97,7 +118,7 @@ class RateParams:
     c: float = 0.05
     jitter: float = 0.1
     dedup_window: float = 0.15
-    slow_start_growth: float = 3.0
+    slow_start_growth: float = 2.0
     headroom: float = 2.0
     burst_seconds: float = 0.05
     rate_scale: float = 20.0
@@ -109,6 +130,7 @@ class RateParams:
     raise_margin: float = 0.01
     raise_slope: float = 1.0
     idle_after: float = 1.0
+    start_burst: float = 2.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -130,52 +152,8 @@ class RateParams:
             raise ValueError("burst_seconds must be > 0")
         if not 0 <= self.hold_step <= self.hold_max or self.agree < 0 or self.raise_margin < 0:
             raise ValueError("need 0 <= hold_step <= hold_max, agree >= 0, raise_margin >= 0")
-        if not self.raise_slope > 0 or not self.idle_after > 0:
-            raise ValueError("need raise_slope > 0, idle_after > 0")
-
-
-class RateMeter:
-    """Smoothed events-per-second, updated in buckets of ``bucket`` seconds.
-
-    Like botocore's ``RateClocker``: each full bucket blends its count into an
-    exponentially weighted average with weight ``smoothing``. Empty buckets between two
-    observations count as zero. ``rate`` is 0.0 until the first bucket closes.
-    """
-
-    __slots__ = ("_bucket", "_count", "_rate", "_smoothing", "_start")
-
-    def __init__(self, bucket: float = 0.25, smoothing: float = 0.6) -> None:
-        self._bucket = bucket
-        self._smoothing = smoothing
-        self._start: float | None = None
-        self._count = 0
-        self._rate = 0.0
-
-    def record(self, now: float, amount: int = 1) -> float:
-        """Count ``amount`` events at ``now``; returns the smoothed rate.
-
-        A reading that is not finite, or earlier than the open bucket, counts in that bucket.
-        """
-        if self._start is not None and not (now >= self._start and math.isfinite(now)):
-            now = self._start
-        if self._start is None:
-            if not math.isfinite(now):
-                return self._rate
-            self._start = now
-        elapsed = now - self._start
-        if elapsed >= self._bucket:
-            buckets = math.floor(elapsed / self._bucket)
-            current = self._count / (buckets * self._bucket)
-            # one blend for the closed bucket(s) as a whole: robust to sparse calls
-            self._rate = self._smoothing * current + (1 - self._smoothing) * self._rate
-            self._start += buckets * self._bucket
-            self._count = 0
-        self._count += amount
-        return self._rate
-
-    @property
-    def rate(self) -> float:
-        return self._rate
+        if not self.raise_slope > 0 or not self.idle_after > 0 or self.start_burst < 0:
+            raise ValueError("need raise_slope > 0, idle_after > 0, start_burst >= 0")
 
 
 class AdaptiveRate:
@@ -205,6 +183,10 @@ class AdaptiveRate:
         self._measure_from: float | None = None
         self._successes_since_event = 0
         self._answered = RateMeter()
+        self._recent = SuccessWindow()
+        # after the cut that ended slow start: the rate the successes before it proved,
+        # the floor of the next cut (instead of the heuristic ``floor``)
+        self._proven: float | None = None
         self.throttles = 0
         self.events = 0
         self.successes = 0
@@ -264,6 +246,11 @@ class AdaptiveRate:
         if gap > bound:
             self._idle_since_event = True
             gap = bound
+            if self._w_max is not None and self._chase is None:
+                # the server's bucket refilled: a probe resumed now would race above R
+                # while the stash hides it. Resume at w_max, at the start of the plateau.
+                self._t_eff = min(self._t_eff, self._k)
+                self._rate = self._clamp(min(self._rate, self._w_max))
         self._last_update = now
         self._active += gap
         return now, gap
@@ -274,7 +261,10 @@ class AdaptiveRate:
         now, gap = self._observe(now)
         self.successes += 1
         self._successes_since_event += 1
-        answered = self._answered.record(now)
+        self._recent.add(now)
+        # the smoothed meter lags by a bucket or two; the last half second does not
+        recent, span = self._recent.count(now, 4)
+        answered = max(self._answered.record(now), recent / span)
         if self._proves_raise(now):
             # the server admitted more than w_max allows: the quota went up; chase it
             # (the measurement since the last event stays valid: the bucket was empty then)
@@ -347,21 +337,43 @@ class AdaptiveRate:
             # floor is taken from w_max, not from a probe's overshoot (the probe can end
             # well above the quota, and a floor from there would hold the plateau above it)
             ref = base if self._w_max is None else min(base, self._w_max)
-            base = min(base, max(admitted, p.floor * ref))
+            floor = p.floor * ref if self._proven is None else self._proven
+            base = min(base, max(admitted, floor))
         else:
             self._streak = 0
             self._measured = None
+            if self._idle_since_event and self._w_max is not None:
+                # the refilled bucket hid R again: the rate now says nothing, w_max does
+                base = min(base, self._w_max)
+        beta = p.beta * (1.0 - p.jitter * self._rng.random())
+        self._c = p.c * (1.0 + p.jitter * (2.0 * self._rng.random() - 1.0))
+        target = base * beta
+        self._proven = None
+        if self._w_max is None:
+            # The end of slow start. The server's bucket was full when we began and hid
+            # the quota, so the rate now is several times R (a full bucket of B = R lets
+            # exponential growth reach 4-6 R): a cut by beta would keep sending far above R
+            # until a second event, a burst of throttles. Cut instead to what the recent
+            # successes prove R is at least, and climb back from there (concave, fast at
+            # first); the next event measures R from this one and cuts no lower than that.
+            recent, _ = self._recent.count(now, _RECENT_SLOTS)
+            if recent >= _MIN_MEASURED:  # fewer: no full bucket hid anything; cut by beta
+                self._proven = proven = self._recent.lower_bound(now, p.start_burst)
+                target = min(target, max(proven * beta, p.min_rate))
+                # R lies between what was proven and (most likely) twice that: the curve
+                # tops out there instead of at the overshoot, or its first, steepest part
+                # would race past R again inside the dedup window
+                base = min(base, max(2.0 * proven, target))
         self._hold = min(p.hold_max, p.hold_step * self._streak)
         self.events += 1
         self._chase = None
-        self._w_max = base
-        beta = p.beta * (1.0 - p.jitter * self._rng.random())
-        self._c = p.c * (1.0 + p.jitter * (2.0 * self._rng.random() - 1.0))
-        self._k = ((1.0 - beta) / self._c) ** (1.0 / 3.0)
+        self._w_max = base = max(base, p.min_rate)
+        self._rate = self._clamp(target)
+        # the concave curve starts at the new rate: w_max (1 - c K^3) = rate
+        self._k = (max(0.0, 1.0 - self._rate / base) / self._c) ** (1.0 / 3.0)
         self._t_eff = 0.0
         self._last_event = now
         self._measure_from = now
         self._successes_since_event = 0
         self._idle_since_event = False
-        self._rate = self._clamp(base * beta)
         return self._rate
