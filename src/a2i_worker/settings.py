@@ -134,7 +134,17 @@ class Settings(BaseSettings):
 
     # -- intake and backpressure -----------------------------------------------------
     max_in_flight: int = Field(
-        default=1000, ge=1, le=100_000, description="Request messages held at once."
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most request messages held at once (the receive window's ceiling).",
+    )
+    receive_window_seconds: float = _seconds(
+        5,
+        "Request messages held: about what the current start rate starts in this many "
+        "seconds, plus one receive batch (at most A2I_WORKER_MAX_IN_FLIGHT). Bounds what a "
+        "crash leaves invisible for a visibility timeout.",
+        le=3600,
     )
     receive_concurrency: int = Field(
         default=4, ge=1, le=64, description="Parallel ReceiveMessage loops on the requests queue."

@@ -26,7 +26,7 @@ from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
-from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams
+from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams, ReceiveWindow
 from a2i_worker.metrics import Metrics
 from a2i_worker.reconciler import EventHandler, Finisher, FinisherConfig
 from a2i_worker.results import Publisher
@@ -129,6 +129,12 @@ class Worker:
             on_in_flight=self.gate.set_in_flight,
         )
         self.batcher = MessageBatcher(aws.sqs)
+        self.window = ReceiveWindow(
+            lambda: self.limiter.rate("start"),
+            seconds=s.receive_window_seconds,
+            ceiling=s.max_in_flight,
+        )
+        self.limiter.watch("start", self.window.notify)
         self.requests = QueueConsumer(
             name="requests",
             sqs=aws.sqs,
@@ -142,6 +148,7 @@ class Worker:
             heartbeat_interval=s.heartbeat_interval_seconds,
             on_receive_error=self._receive_failed,
             on_receive_ok=self._receive_ok,
+            slots=self.window,
         )
         self.events_consumer = QueueConsumer(
             name="events",
