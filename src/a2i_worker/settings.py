@@ -181,6 +181,34 @@ class Settings(BaseSettings):
         le=10_000,
         description="Ceiling of Describe/List calls per second for reconciliation.",
     )
+    quota_gate_margin: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Loops below the open-loop count of the last ServiceQuotaExceeded that "
+        "the quota gate stays at (room for loops started by anything but this worker).",
+    )
+    quota_gate_probe_seconds: float = _seconds(
+        15,
+        "While the quota gate is closed with starts waiting, one start goes through as a "
+        "probe after about this many seconds (is the quota raised, an event lost?).",
+        le=3600,
+    )
+    quota_gate_probe_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Relative spread of the probe delay, so replicas do not probe together.",
+    )
+    quota_gate_probe_step_max: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="0: a successful probe adds its own loop to the learned cap. N > 0: "
+        "consecutive successful probes add steps of 1, 2, 4 … up to N and come twice as "
+        "soon (a raised quota is found sooner; with several replicas more starts are "
+        "refused, see docs/limiter.md).",
+    )
 
     # -- reconciliation --------------------------------------------------------------
     sweep_interval_seconds: float = _seconds(60, "How often the sweeper looks for overdue loops.")

@@ -26,7 +26,13 @@ from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
-from a2i_worker.limiter import AdaptiveLimiter, QuotaGate, RateParams, ReceiveWindow
+from a2i_worker.limiter import (
+    AdaptiveLimiter,
+    GateParams,
+    QuotaGate,
+    RateParams,
+    ReceiveWindow,
+)
 from a2i_worker.metrics import Metrics
 from a2i_worker.reconciler import EventHandler, Finisher, FinisherConfig
 from a2i_worker.results import Publisher
@@ -67,7 +73,14 @@ class Worker:
             ),
             sweep=RateParams(initial=min(s.sweep_rate_max, 5.0), max_rate=s.sweep_rate_max),
         )
-        self.gate = QuotaGate()
+        self.gate = QuotaGate(
+            GateParams(
+                margin=s.quota_gate_margin,
+                probe_after=s.quota_gate_probe_seconds,
+                probe_jitter=s.quota_gate_probe_jitter,
+                probe_step_max=s.quota_gate_probe_step_max,
+            )
+        )
         self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=self.metrics)
         self.publisher = Publisher(
             self.ledger,

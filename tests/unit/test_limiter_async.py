@@ -6,6 +6,7 @@ Real event loop, tiny intervals; every wait is bounded by a timeout on a conditi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable
 
@@ -213,7 +214,8 @@ async def test_failed_start_returns_its_reservation() -> None:
 
 
 async def test_probe_lets_one_start_through_after_a_jittered_delay() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.05, probe_jitter=0.5), rng=random.Random(7))
+    params = GateParams(probe_after=0.05, probe_jitter=0.5, probe_step_max=8)
+    gate = QuotaGate(params, rng=random.Random(7))
     gate.set_in_flight(4)
     await gate.wait_open()
     gate.on_quota_exceeded()  # cap 4, closed; nothing will finish
@@ -232,11 +234,52 @@ async def test_probe_lets_one_start_through_after_a_jittered_delay() -> None:
     assert gate.snapshot().waiting == 2  # exactly one probe, the others still held
 
     gate.on_start_succeeded()  # the quota moved: cap goes up, the others get in
-    await eventually(lambda: len(admitted) == 3)
+    await eventually(lambda: len(admitted) == 2)
     snap = gate.snapshot()
     assert snap.probe_successes == 1
-    assert (snap.cap or 0) > 4
+    assert snap.cap == 5  # the probe's own loop
+    gate.on_start_succeeded()
+    await eventually(lambda: len(admitted) == 3)  # the next probe, twice as soon
+    assert gate.snapshot().cap == 7  # + a step of 1
     await asyncio.gather(*tasks)
+
+
+async def test_by_default_a_successful_probe_keeps_only_its_own_loop() -> None:
+    """With several replicas a probe often succeeds on a slot another replica is about
+    to take (its finish event is on the way): no extra room, no faster probing."""
+    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(7))
+    gate.set_in_flight(4)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 4
+    loop = asyncio.get_running_loop()
+    admitted: list[float] = []
+
+    async def starter() -> None:
+        await gate.wait_open()
+        admitted.append(loop.time())
+        gate.on_start_succeeded()
+
+    tasks = [asyncio.create_task(starter()) for _ in range(3)]
+    await eventually(lambda: len(admitted) == 3)
+    snap = gate.snapshot()
+    assert (snap.cap, snap.in_flight, snap.probes, snap.probe_successes) == (7, 7, 3, 3)
+    gaps = [b - a for a, b in itertools.pairwise(admitted)]
+    assert min(gaps) >= 0.015  # each one a probe, after the full delay
+    await asyncio.gather(*tasks)
+
+
+async def test_a_recount_moves_the_cap_with_the_count() -> None:
+    """A recount corrects the count, not this replica's share of the free room."""
+    gate = QuotaGate(GateParams(probe_after=60.0))
+    gate.set_in_flight(10)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 10, room 0
+    gate.on_loop_finished()  # room 1
+    gate.set_in_flight(30)  # other replicas' loops: the account has 30 open
+    snap = gate.snapshot()
+    assert (snap.in_flight, snap.cap, snap.is_open) == (30, 31, True)
+    await gate.wait_open()  # the one slot this replica heard of
+    assert not gate.snapshot().is_open
 
 
 async def test_rejected_probe_relearns_the_cap_and_probes_again() -> None:
@@ -309,13 +352,22 @@ async def test_confirm_lets_the_probe_through() -> None:
     assert gate.confirm()
 
 
+async def _fill(gate: QuotaGate) -> None:
+    """Start until the gate is full (the next start will be a probe)."""
+    while gate.snapshot().is_open:
+        await gate.wait_open()
+        assert gate.confirm()
+        gate.on_start_succeeded()
+
+
 async def test_probe_steps_start_at_one_and_double_while_probes_succeed() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(5))
+    params = GateParams(probe_after=0.02, probe_jitter=0.1, probe_step_max=4)
+    gate = QuotaGate(params, rng=random.Random(5))
     gate.set_in_flight(10)
     await gate.wait_open()
     gate.on_quota_exceeded()  # cap 10
     caps = []
-    for _ in range(3):
+    for _ in range(4):
         async with asyncio.timeout(1.0):
             await gate.wait_open()  # a probe (the gate is full)
         assert gate.confirm()
@@ -323,14 +375,12 @@ async def test_probe_steps_start_at_one_and_double_while_probes_succeed() -> Non
         cap = gate.snapshot().cap
         assert cap is not None
         caps.append(cap)
-        gate.set_in_flight(cap)  # fill up to the new cap so the next start is a probe
-    # a lagging finish count can make one probe succeed falsely: +1 costs one rejection
-    # at most; a quota that really moved is still found geometrically
-    assert caps == [12, 15, 20]
+        await _fill(gate)
+    # the probe's loop, then steps of 1, 2, 4 (probe_step_max) on top
+    assert caps == [11, 13, 16, 21]
     await gate.wait_open()
-    gate.on_quota_exceeded()  # the quota is 20 after all
-    gate.set_in_flight(20)
+    gate.on_quota_exceeded()  # the quota is 21 after all
     async with asyncio.timeout(1.0):
         await gate.wait_open()
     gate.on_start_succeeded()
-    assert gate.snapshot().cap == 22  # the step was reset by the rejection
+    assert gate.snapshot().cap == 22  # its own loop only: the step was reset by the rejection
