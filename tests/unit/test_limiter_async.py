@@ -6,7 +6,6 @@ Real event loop, tiny intervals; every wait is bounded by a timeout on a conditi
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from collections.abc import Callable
 
@@ -233,39 +232,73 @@ async def test_probe_lets_one_start_through_after_a_jittered_delay() -> None:
     assert gate.snapshot().probes == 1
     assert gate.snapshot().waiting == 2  # exactly one probe, the others still held
 
-    gate.on_start_succeeded()  # the quota moved: cap goes up, the others get in
+    gate.on_start_succeeded()  # the quota moved: cap goes up, the next one gets in
     await eventually(lambda: len(admitted) == 2)
     snap = gate.snapshot()
     assert snap.probe_successes == 1
-    assert snap.cap == 5  # the probe's own loop
+    assert snap.cap == 6  # the probe's own loop + a step of 1 (no finish came: stuck)
     gate.on_start_succeeded()
     await eventually(lambda: len(admitted) == 3)  # the next probe, twice as soon
-    assert gate.snapshot().cap == 7  # + a step of 1
+    gate.on_start_succeeded()
+    assert gate.snapshot().cap == 9  # + a step of 2
     await asyncio.gather(*tasks)
 
 
-async def test_by_default_a_successful_probe_keeps_only_its_own_loop() -> None:
-    """With several replicas a probe often succeeds on a slot another replica is about
-    to take (its finish event is on the way): no extra room, no faster probing."""
-    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(7))
+async def test_a_probe_among_finishes_keeps_only_its_own_loop() -> None:
+    """Finishes keep reaching this gate while it waits: a probe that succeeds most likely
+    took a slot whose finish event is on its way (with several replicas, to another one,
+    which will then be refused). No extra room, no faster probing."""
+    gate = QuotaGate(GateParams(probe_after=0.05, probe_jitter=0.1), rng=random.Random(7))
     gate.set_in_flight(4)
     await gate.wait_open()
     gate.on_quota_exceeded()  # cap 4
+    admitted = 0
+
+    async def starter() -> None:
+        nonlocal admitted
+        await gate.wait_open()
+        admitted += 1
+        gate.on_start_succeeded()
+
+    for rounds in range(1, 4):
+        tasks = [asyncio.create_task(starter()) for _ in range(2)]
+        await eventually(lambda: gate.snapshot().waiting == 2)  # the probe timer is armed
+        gate.on_loop_finished()  # a slot for this replica, taken at once
+        first, probe = 2 * rounds - 1, 2 * rounds
+        await eventually(lambda: admitted == first)  # noqa: B023 -- awaited right here
+        await eventually(lambda: admitted == probe)  # noqa: B023 -- then the probe
+        await asyncio.gather(*tasks)
+        snap = gate.snapshot()
+        assert snap.cap == snap.in_flight  # the probe's own loop, no step on top
+        assert not snap.is_open
+    snap = gate.snapshot()
+    assert (snap.cap, snap.probes, snap.probe_successes) == (7, 3, 3)
+
+
+async def test_a_stuck_gate_opens_up_geometrically() -> None:
+    """No finish reaches this gate (another replica, with no work left, is told of them):
+    successful probes add 1, 2, 4 ... and come twice as soon."""
+    params = GateParams(probe_after=0.04, probe_jitter=0.1)
+    gate = QuotaGate(params, rng=random.Random(3))
+    gate.set_in_flight(8)
+    await gate.wait_open()
+    gate.on_quota_exceeded()  # cap 8
+    gate.set_in_flight(0)  # the account drained; the count moves the cap too: room 0
     loop = asyncio.get_running_loop()
-    admitted: list[float] = []
+    started: list[float] = []
 
     async def starter() -> None:
         await gate.wait_open()
-        admitted.append(loop.time())
+        started.append(loop.time())
         gate.on_start_succeeded()
 
-    tasks = [asyncio.create_task(starter()) for _ in range(3)]
-    await eventually(lambda: len(admitted) == 3)
-    snap = gate.snapshot()
-    assert (snap.cap, snap.in_flight, snap.probes, snap.probe_successes) == (7, 7, 3, 3)
-    gaps = [b - a for a, b in itertools.pairwise(admitted)]
-    assert min(gaps) >= 0.015  # each one a probe, after the full delay
+    t0 = loop.time()
+    tasks = [asyncio.create_task(starter()) for _ in range(8)]
+    await eventually(lambda: len(started) == 8)
     await asyncio.gather(*tasks)
+    snap = gate.snapshot()
+    assert snap.probes <= 4  # 1 + 1 (+1 step) + 1 (+2) + 1 (+4) >= 8 starts
+    assert started[-1] - t0 < 4 * 0.044  # not four full delays
 
 
 async def test_a_recount_moves_the_cap_with_the_count() -> None:
@@ -376,11 +409,11 @@ async def test_probe_steps_start_at_one_and_double_while_probes_succeed() -> Non
         assert cap is not None
         caps.append(cap)
         await _fill(gate)
-    # the probe's loop, then steps of 1, 2, 4 (probe_step_max) on top
-    assert caps == [11, 13, 16, 21]
+    # the probe's loop plus steps of 1, 2, 4, 4 (probe_step_max) on top
+    assert caps == [12, 15, 20, 25]
     await gate.wait_open()
-    gate.on_quota_exceeded()  # the quota is 21 after all
+    gate.on_quota_exceeded()  # the quota is 25 after all
     async with asyncio.timeout(1.0):
         await gate.wait_open()
     gate.on_start_succeeded()
-    assert gate.snapshot().cap == 22  # its own loop only: the step was reset by the rejection
+    assert gate.snapshot().cap == 27  # its own loop + 1: the step was reset by the rejection

@@ -36,15 +36,16 @@ It promises:
 - **Reopens on finishes.** :meth:`on_loop_finished` (from the reconciler) and
   :meth:`set_in_flight` (from the ledger) admit waiters as soon as there is room.
 - **Probes.** While closed with waiters, one start is let through after a jittered delay
-  (``probe_after`` +- ``probe_jitter``) to test whether the quota moved (or an event was
-  lost). A successful probe keeps its loop (the cap grows by one). With ``probe_step_max``
-  > 0 the cap also grows by a step that starts at 1 and doubles with each further
-  consecutive successful probe (up to ``probe_step_max``), and the next probe comes twice
-  as soon: a raise is found in ~log2(raise) probes -- but finishes reach the gates late,
-  so a probe often succeeds only because a loop just finished and its event is on the
-  way, and with several replicas every such false success costs a refused start
-  elsewhere (measured: 2-3 % of starts refused with ``probe_step_max`` 1-2, 1.1-1.8 % with
-  0). A rejection re-learns the cap and resets step and delay.
+  (``probe_after`` +- ``probe_jitter``) to test whether there is room nobody was told of.
+  If a finish reached this gate while it waited for the probe, a
+  successful probe keeps its own loop and nothing more: finishes reach the gates late, so
+  the slot it found is most likely one whose finish event is on its way -- with several
+  replicas, to another replica, which is then refused (measured: a doubling step here
+  refused 2-3 % of all starts instead of 1.1-1.8 %). If no finish reached it, the gate is
+  stuck below the quota (a raised quota, or finishes told to replicas that have no work
+  left): a successful probe also raises the cap by a step that starts at 1 and doubles
+  with each further one (up to ``probe_step_max``), and the next probe comes twice as
+  soon. A rejection re-learns the cap and resets step and delay.
 - A structlog line at each close / open / probe, never per start.
 """
 
@@ -67,13 +68,13 @@ _log = structlog.get_logger(__name__)
 class GateParams:
     """``margin``: loops below the learned count to stay at. ``probe_after``: seconds (> 0)
     the gate stays closed before a probe; ``probe_jitter``: relative spread (0 <= j < 1).
-    ``probe_step_max``: largest extra cap step of consecutive successful probes (0: none;
-    see the module docstring)."""
+    ``probe_step_max``: largest extra cap step of consecutive successful probes of a stuck
+    gate (0: none; see the module docstring)."""
 
     margin: int = 0
     probe_after: float = 15.0
     probe_jitter: float = 0.5
-    probe_step_max: int = 0
+    probe_step_max: int = 64
 
     def __post_init__(self) -> None:
         if self.margin < 0 or not self.probe_after > 0 or not 0 <= self.probe_jitter < 1:
@@ -111,6 +112,10 @@ class QuotaGate:
         self._probe_fut: asyncio.Future[None] | None = None
         self._probe_scale = 1.0
         self._probe_step = 0
+        # a finish was told to this gate while it waited for the probe now out: the gate
+        # is being refilled, not stuck
+        self._refilled = False
+        self._probe_refilled = False  # ... as it was when the probe out now went out
         self._was_open = True
         self.quota_rejections = 0
         self.probes = 0
@@ -192,6 +197,7 @@ class QuotaGate:
         if self._probe_timer is not None or self._probing or self._has_room():
             return
         delay = self.probe_delay()
+        self._refilled = False
         self._probe_timer = asyncio.get_running_loop().call_later(delay, self._probe)
 
     def _cancel_probe(self) -> None:
@@ -207,6 +213,7 @@ class QuotaGate:
         self._probe_fut = self._grant_one()
         if self._probe_fut is not None:
             self._probing = True
+            self._probe_refilled = self._refilled
             self.probes += 1
             _log.info("quota_gate.probe", cap=self._cap, in_flight=self._in_flight)
 
@@ -223,12 +230,22 @@ class QuotaGate:
         if self._probing:
             self._probing = False
             self.probe_successes += 1
-            step_max = self.params.probe_step_max
-            if step_max > 0:
+            if self._probe_refilled:
+                # finishes reach this gate: the slot the probe found is most likely one
+                # whose finish event is on its way (here or to another replica); keep the
+                # probe's loop, nothing more
+                self._probe_scale = 1.0
+                self._probe_step = 0
+                if self._cap is not None:
+                    self._cap = max(self._cap, self._in_flight)
+            else:
+                # nothing told this gate of a finish, yet there was room: stuck below the
+                # quota (a raise; finishes told to replicas that have no work): open up
                 self._probe_scale = max(self._probe_scale / 2.0, 1.0 / 16.0)
-            if self._cap is not None:
-                self._cap = max(self._cap, self._in_flight) + self._probe_step
-                self._probe_step = min(step_max, max(1, 2 * self._probe_step))
+                step = min(self.params.probe_step_max, max(1, self._probe_step))
+                if self._cap is not None:
+                    self._cap = max(self._cap, self._in_flight) + step
+                self._probe_step = min(self.params.probe_step_max, 2 * step)
             _log.info("quota_gate.probe_succeeded", cap=self._cap, in_flight=self._in_flight)
         self._wake()
 
@@ -275,6 +292,7 @@ class QuotaGate:
         """``n`` loops left InProgress -- any replica's: the reconciler of this replica was
         told (an event, a sweep). Each finish reaches one replica: room for one start."""
         self._in_flight = max(0, self._in_flight - n)
+        self._refilled = True
         self._wake()
 
     def set_in_flight(self, n: int) -> None:
