@@ -201,13 +201,13 @@ class Settings(BaseSettings):
         description="Relative spread of the probe delay, so replicas do not probe together.",
     )
     quota_gate_probe_step_max: int = Field(
-        default=0,
+        default=64,
         ge=0,
-        le=1024,
-        description="0: a successful probe adds its own loop to the learned cap. N > 0: "
-        "consecutive successful probes add steps of 1, 2, 4 … up to N and come twice as "
-        "soon (a raised quota is found sooner; with several replicas more starts are "
-        "refused, see docs/limiter.md).",
+        le=100_000,
+        description="A probe that finds room while no finish reached this replica (stuck "
+        "below the quota: a raise, finishes told to idle replicas) also opens the gate by "
+        "1, 2, 4 … up to this many loops, and the next probe comes twice as soon (0: only "
+        "the probe's own loop).",
     )
 
     # -- reconciliation --------------------------------------------------------------
