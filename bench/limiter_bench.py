@@ -94,16 +94,26 @@ class Scenario:
     emulator's initially full bucket). ``cap``: open-loop quota (``None``: unlimited).
     ``review``: uniform review duration ``(low, high)`` seconds; ``None``: loops stay open.
     ``finish_rate``: nominal finishes/s at the cap (``cap / mean review``), the cap
-    scenario's R.
+    scenario's R. ``burst``: the bucket's size in seconds of R (it starts full).
+    ``duty``: ``(on, off)`` seconds: the clients have work for ``on`` seconds, then none
+    for ``off`` (the bucket refills), over and over; ``None``: a backlog throughout.
     """
 
     name: str
-    kind: str  # "steady" | "step" | "cap"
+    kind: str  # "steady" | "step" | "cap" | "idle"
     schedule: tuple[tuple[float, float], ...]
     duration: float
     warmup: float
     cap: int | None = None
     review: tuple[float, float] | None = None
+    burst: float = 1.0
+    duty: tuple[float, float] | None = None
+
+    def working(self, t: float) -> bool:
+        if self.duty is None:
+            return True
+        on, off = self.duty
+        return t % (on + off) < on
 
     @property
     def r0(self) -> float:
@@ -130,6 +140,9 @@ def full_scenarios() -> list[Scenario]:
         Scenario("steady_R200", "steady", ((0.0, 200.0),), 40.0, 5.0),
         Scenario("step", "step", ((0.0, 100.0), (20.0, 50.0), (40.0, 200.0)), 60.0, 5.0),
         Scenario("cap500", "cap", ((0.0, 50.0),), 60.0, 30.0, cap=500, review=(20.0, 30.0)),
+        Scenario("full_R50_b2", "steady", ((0.0, 50.0),), 40.0, 5.0, burst=2.0),
+        Scenario("full_R200_b2", "steady", ((0.0, 200.0),), 40.0, 5.0, burst=2.0),
+        Scenario("idle_gaps", "idle", ((0.0, 50.0),), 40.0, 0.0, duty=(4.0, 8.0)),
     ]
 
 
@@ -213,6 +226,8 @@ class _Client:
         # botocore's adaptive token bucket (asyncio.wait_for on a Condition) can swallow a
         # cancellation on Python 3.11, so workers also stop on this flag
         self.stopping = False
+        self.working = asyncio.Event()  # cleared during a scenario's idle spells
+        self.working.set()
 
     def error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -253,6 +268,7 @@ class _ThisLimiter(_Client):
 
     async def worker(self) -> None:
         while not self.stopping:
+            await self.working.wait()
             try:
                 await self.gateway.start(next(self.names), self.payload)
             except Exception as exc:  # counted; none expected against the emulator
@@ -316,6 +332,7 @@ class _DirectLimiter(_ThisLimiter):
 
     async def worker(self) -> None:
         while not self.stopping:
+            await self.working.wait()
             await self._start(next(self.names))
 
 
@@ -333,6 +350,7 @@ class _Baseline(_Client):
 
     async def worker(self) -> None:
         while not self.stopping:
+            await self.working.wait()
             name = next(self.names)
             while not self.stopping:
                 try:
@@ -401,8 +419,8 @@ async def _open(
             yield _Baseline(client, arn, seed, scenario.r0 * factor)
 
 
-def _rate_spec(rate: float) -> dict[str, Any]:
-    return {"rate": rate, "burst": max(1, round(rate))}
+def _rate_spec(rate: float, burst: float = 1.0) -> dict[str, Any]:
+    return {"rate": rate, "burst": max(1, round(rate * burst))}
 
 
 async def _configure(ctl: EmulatorControl, scenario: Scenario) -> str:
@@ -425,7 +443,8 @@ async def _configure(ctl: EmulatorControl, scenario: Scenario) -> str:
                 "outcomes": {"Completed": 1.0},
             }
         )
-    await ctl.put_quotas({"max_in_progress": scenario.cap, "rates": {_OP: _rate_spec(scenario.r0)}})
+    rates = {_OP: _rate_spec(scenario.r0, scenario.burst)}
+    await ctl.put_quotas({"max_in_progress": scenario.cap, "rates": rates})
     return arn
 
 
@@ -443,7 +462,10 @@ async def _run(contender: str, scenario: Scenario, concurrency: int, seed: int) 
                         now = time.monotonic() - t0
                         while steps and steps[0][0] <= now:
                             _, rate = steps.pop(0)
-                            await ctl.put_quotas({"rates": {_OP: _rate_spec(rate)}})
+                            spec = _rate_spec(rate, scenario.burst)
+                            await ctl.put_quotas({"rates": {_OP: spec}})
+                        if scenario.working(now) != c.working.is_set():
+                            (c.working.set if scenario.working(now) else c.working.clear)()
                         counters = await ctl.counters()
                         now = time.monotonic() - t0
                         op = counters["operations"][_OP]
@@ -588,6 +610,13 @@ def summarize(result: RunResult, scenario: Scenario) -> dict[str, Any]:
         sustained = _delta(lo, hi, _ACC) + _delta(lo, hi, _TOKENS)
         out["bucket_tokens_at_edges"] = [round(_f(lo[_TOKENS]), 2), round(_f(hi[_TOKENS]), 2)]
         out["sustained_goodput_over_R"] = round(sustained / span / reference, 4)
+    if scenario.kind in ("steady", "step"):
+        # the whole run, the full bucket's first seconds included (issue 15)
+        whole = sum(scenario.rate_at(0.01 * i) for i in range(int(scenario.duration * 100)))
+        out["goodput_whole_run_over_R"] = round(
+            result.final.get("accepted", 0) / (whole / 100.0), 4
+        )
+        out["start_to_0.9R_s"] = _recovery(s, 0.0, scenario.r0, scenario.duration)
     if scenario.kind == "step":
         bounds = [at for at, _ in scenario.schedule[1:]] + [scenario.duration]
         out["recovery_s"] = [
@@ -604,6 +633,32 @@ def summarize(result: RunResult, scenario: Scenario) -> dict[str, Any]:
     if result.limiter is not None:
         out["limiter"] = result.limiter
     return out
+
+
+def check_issue15(rows: Sequence[dict[str, Any]]) -> list[tuple[str, bool, str]]:
+    """Issue 15's targets for the ``limiter`` contender, over whole runs."""
+    by = {(r["scenario"], r["contender"]): r for r in rows}
+    checks: list[tuple[str, bool, str]] = []
+    for (scenario, contender), r in by.items():
+        if contender != "limiter" or scenario.startswith("cap"):
+            continue
+        if "goodput_whole_run_over_R" in r:
+            g = r["goodput_whole_run_over_R"]
+            checks.append((f"{scenario}: whole-run goodput >= 0.97 R", g >= 0.97, f"{g:.3f}"))
+            times = [r["start_to_0.9R_s"], *r.get("recovery_s", [])]
+            ok = all(t is not None and t <= 2.0 for t in times)
+            checks.append((f"{scenario}: >= 0.9 R within 2 s of start and steps", ok, str(times)))
+        base = by.get((scenario, "adaptive"))
+        if base is not None:
+            ours, theirs = r["throttled_fraction_whole_run"], base["throttled_fraction_whole_run"]
+            checks.append(
+                (
+                    f"{scenario}: whole-run throttled <= 1/2 of adaptive's",
+                    ours <= 0.5 * theirs,
+                    f"{100 * ours:.2f} % vs {100 * theirs:.2f} %",
+                )
+            )
+    return checks
 
 
 def check_targets(rows: Sequence[dict[str, Any]]) -> list[tuple[str, bool, str]]:
@@ -662,6 +717,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "goodput/R",
         "sustained/R",
         "throttled",
+        "whole run: goodput/R, throttled, start->0.9R",
         "t->0.9R after steps (s)",
         "quota rej/start",
         "calls",
@@ -676,6 +732,13 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{r['goodput_over_R']:.3f}",
                 f"{r['sustained_goodput_over_R']:.3f}" if "sustained_goodput_over_R" in r else "-",
                 f"{100 * r['throttled_fraction']:.2f} %",
+                (
+                    f"{r['goodput_whole_run_over_R']:.3f}, "
+                    if "goodput_whole_run_over_R" in r
+                    else ""
+                )
+                + f"{100 * r['throttled_fraction_whole_run']:.2f} %"
+                + (f", {r['start_to_0.9R_s']} s" if "start_to_0.9R_s" in r else ""),
                 "-"
                 if rec is None
                 else ", ".join(">window" if x is None else f"{x:.2f}" for x in rec),
@@ -854,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _kill_stragglers(workers_alive)
     by_name = {s.name: s for s in scenarios}
     rows = [summarize(r, by_name[r.scenario]) for r in results]
-    checks = check_targets(rows)
+    checks = check_targets(rows) + check_issue15(rows)
     print()
     print(format_table(rows))
     print()

@@ -34,6 +34,7 @@ SERIAL: tuple[str, ...] = (
     "tests/reliability/test_crash_recovery.py",
     "tests/reliability/test_dependency_outage.py",
     "tests/reliability/test_event_faults_chaos.py",
+    "tests/reliability/test_receive_window_crash.py",
     "tests/reliability/test_security.py",
     "tests/reliability/test_shutdown.py",
 )

@@ -33,6 +33,19 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+#: Answers that passed the service's rate bucket (it throttles before it validates): each
+#: is an answered call of its class and feeds the limiter like a success. Not 5xx or
+#: network errors (no answer about rate) and not access errors (refused at the door).
+_ADMITTED = frozenset(
+    {
+        ErrorKind.QUOTA,
+        ErrorKind.CONFLICT,
+        ErrorKind.ALREADY_EXISTS,
+        ErrorKind.NOT_FOUND,
+        ErrorKind.INVALID,
+    }
+)
+
 
 class LimiterLike(Protocol):
     def acquire(self, cls: str) -> Any: ...  # async context manager
@@ -142,6 +155,8 @@ class A2IGateway:
                         self._count("StartHumanLoop", c)
                         if c.kind is ErrorKind.BUG:
                             raise  # a defect: the caller logs its traceback
+                        if c.kind in _ADMITTED:
+                            self._limiter.on_success("start")
                     else:
                         self._limiter.on_success("start")
                         self._gate.on_start_succeeded()
@@ -276,6 +291,10 @@ class A2IGateway:
                     self._count(op, c)
                     if c.kind is ErrorKind.BUG:
                         raise  # a defect: the caller logs its traceback
+                    if c.kind in _ADMITTED:
+                        # "not found" too: after a restart every half-started request
+                        # is asked about first, and the sweep rate must grow on those
+                        self._limiter.on_success("sweep")
                 else:
                     self._limiter.on_success("sweep")
                     self._count(op, None)

@@ -2,8 +2,8 @@
 
 Used for both the requests queue and the events queue. Promises:
 
-- at most ``capacity`` messages are held at once; when the work behind us is held
-  back (throttling, quota), receiving stops instead of buffering without bound;
+- at most ``capacity`` (or ``slots``) messages are held at once; when the work behind us
+  is held back (throttling, quota), receiving stops instead of buffering without bound;
 - every message held longer than the heartbeat interval gets its visibility extended
   (ChangeMessageVisibilityBatch), so a message being worked on is not redelivered;
 - deletes go out in batches of ten; failed entries of a batch are retried, never
@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from a2i_worker.classify import classify
+from a2i_worker.limiting.window import Slots
 from a2i_worker.sqs_types import Handler, SqsMessage, Verdict
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class QueueConsumer:
         receive_backoff_max: float = 20.0,
         on_receive_error: Callable[[str], None] | None = None,
         on_receive_ok: Callable[[], None] | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.name = name
         self._sqs = sqs
@@ -185,7 +187,7 @@ class QueueConsumer:
         self._handler = handler
         self._batcher = batcher
         self._capacity = capacity
-        self._slots = anyio.Semaphore(capacity)
+        self._slots: Slots = slots if slots is not None else anyio.Semaphore(capacity)
         self._receivers = receivers
         self._wait_seconds = wait_seconds
         self._visibility = visibility_timeout

@@ -1,7 +1,8 @@
 """Adaptive rate (per operation class) and quota gate: the public API.
 
 The implementation lives in :mod:`a2i_worker.limiting` (pure arithmetic in ``rate``, the
-asyncio bucket in ``bucket`` / ``adaptive``, the concurrency gate in ``gate``);
+asyncio bucket in ``bucket`` / ``adaptive``, the concurrency gate in ``gate``, the receive
+window in ``window``);
 docs/limiter.md explains the algorithm and its parameters.
 """
 
@@ -20,6 +21,8 @@ from a2i_worker.limiting import (
     QuotaGate,
     RateMeter,
     RateParams,
+    ReceiveWindow,
+    Slots,
     TunableLimiter,
 )
 
@@ -36,5 +39,7 @@ __all__ = [
     "QuotaGate",
     "RateMeter",
     "RateParams",
+    "ReceiveWindow",
+    "Slots",
     "TunableLimiter",
 ]

@@ -137,7 +137,17 @@ class Settings(BaseSettings):
 
     # -- intake and backpressure -----------------------------------------------------
     max_in_flight: int = Field(
-        default=1000, ge=1, le=100_000, description="Request messages held at once."
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most request messages held at once (the receive window's ceiling).",
+    )
+    receive_window_seconds: float = _seconds(
+        5,
+        "Request messages held: about what the current start rate starts in this many "
+        "seconds, plus one receive batch (at most A2I_WORKER_MAX_IN_FLIGHT). Bounds what a "
+        "crash leaves invisible for a visibility timeout.",
+        le=3600,
     )
     receive_concurrency: int = Field(
         default=4, ge=1, le=64, description="Parallel ReceiveMessage loops on the requests queue."
@@ -183,8 +193,33 @@ class Settings(BaseSettings):
         le=10_000,
         description="Describe/List calls/s to begin with (at most the ceiling).",
     )
-    quota_probe_seconds: float = _seconds(
-        15, "After ServiceQuotaExceeded: seconds (jittered +-50 %) before a probe start.", le=3600
+    quota_gate_margin: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Loops below the open-loop count of the last ServiceQuotaExceeded that "
+        "the quota gate stays at (room for loops started by anything but this worker).",
+    )
+    quota_gate_probe_seconds: float = _seconds(
+        15,
+        "While the quota gate is closed with starts waiting, one start goes through as a "
+        "probe after about this many seconds (is the quota raised, an event lost?).",
+        le=3600,
+    )
+    quota_gate_probe_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Relative spread of the probe delay, so replicas do not probe together.",
+    )
+    quota_gate_probe_step_max: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="A probe that finds room while no finish reached this replica (stuck "
+        "below the quota: a raise, finishes told to idle replicas) also opens the gate by "
+        "1, 2, 4 … up to this many loops, and the next probe comes twice as soon (0: only "
+        "the probe's own loop).",
     )
 
     # -- reconciliation --------------------------------------------------------------

@@ -29,7 +29,7 @@ from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.ledger.factory import ledger_from_url
 from a2i_worker.ledger.protocol import Phase
-from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams
+from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams, ReceiveWindow
 from a2i_worker.metrics import Metrics
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
@@ -69,7 +69,14 @@ class Worker:
                 initial=min(s.sweep_rate_max, s.sweep_rate_initial), max_rate=s.sweep_rate_max
             ),
         )
-        self.gate = QuotaGate(GateParams(probe_after=s.quota_probe_seconds))
+        self.gate = QuotaGate(
+            GateParams(
+                margin=s.quota_gate_margin,
+                probe_after=s.quota_gate_probe_seconds,
+                probe_jitter=s.quota_gate_probe_jitter,
+                probe_step_max=s.quota_gate_probe_step_max,
+            )
+        )
         self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=m)
         self.publisher = Publisher(
             ledger,
@@ -100,6 +107,12 @@ class Worker:
             metrics=m,
         )
         self.batcher = MessageBatcher(aws.sqs)
+        self.window = ReceiveWindow(
+            lambda: self.limiter.rate("start"),
+            seconds=s.receive_window_seconds,
+            ceiling=s.max_in_flight,
+        )
+        self.limiter.watch("start", self.window.notify)
         consumer = partial(
             QueueConsumer,
             sqs=aws.sqs,
@@ -117,6 +130,7 @@ class Worker:
             handler=self.processor.handle,
             capacity=s.max_in_flight,
             receivers=s.receive_concurrency,
+            slots=self.window,
         )
         self.events_consumer = consumer(
             name="events",

@@ -160,7 +160,7 @@ def make_settings(env: StackEndpoints, routes: Path, ledger: Path, **overrides: 
         "start_rate_initial": 50.0,
         # Production waits 15 s after ServiceQuotaExceeded, starts sweeps at 5/s and backs
         # off failed receives up to 20 s: intervals a test would only sit out.
-        "quota_probe_seconds": 1.0,
+        "quota_gate_probe_seconds": 1.0,
         "sweep_rate_initial": 50.0,
         "receive_backoff_max_seconds": 1.0,
     }

@@ -20,7 +20,7 @@ async def test_probe_delay_sweep_rate_and_receive_backoff_come_from_the_settings
         env,
         routes,
         tmp_path / "ledger.db",
-        quota_probe_seconds=2.5,
+        quota_gate_probe_seconds=2.5,
         sweep_rate_initial=20.0,
         sweep_rate_max=40.0,
         receive_backoff_max_seconds=0.25,

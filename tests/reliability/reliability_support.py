@@ -79,7 +79,7 @@ def worker_env(env: StackEndpoints, directory: Path, **overrides: str) -> dict[s
         # A restart re-describes every STARTING record through the sweep class.
         "A2I_WORKER_SWEEP_RATE_INITIAL": "50",
         "A2I_WORKER_SWEEP_RATE_MAX": "50",
-        "A2I_WORKER_QUOTA_PROBE_SECONDS": "1",
+        "A2I_WORKER_QUOTA_GATE_PROBE_SECONDS": "1",
         "A2I_WORKER_LOG_FORMAT": "json",
     }
     values.update({f"A2I_WORKER_{k.upper()}": v for k, v in overrides.items()})

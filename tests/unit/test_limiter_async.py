@@ -1,4 +1,5 @@
-"""The asyncio side: the re-tunable bucket, per-class independence, the quota gate.
+"""The asyncio side: the re-tunable bucket and per-class independence (the gate:
+test_limiter_gate.py).
 
 Real event loop, tiny intervals; every wait is bounded by a timeout on a condition.
 """
@@ -13,8 +14,6 @@ import pytest
 
 from a2i_worker.limiter import (
     AdaptiveLimiter,
-    GateParams,
-    QuotaGate,
     RateParams,
     TunableLimiter,
 )
@@ -52,6 +51,20 @@ async def test_set_rate_applies_to_tasks_already_waiting() -> None:
         await done.wait()
     await task
     assert bucket.rate == 200.0
+
+
+async def test_deep_cut_does_not_stall_the_bucket() -> None:
+    """A level built at 1000/s (burst 50) must not take 50/20 s to drain at 20/s: at
+    most one burst of debt is kept, so the next call goes about one interval later."""
+    bucket = TunableLimiter(rate=1000.0, burst=50.0)
+    for _ in range(50):
+        await bucket.acquire()  # the bucket is full
+    bucket.set_rate(20.0, 1.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    async with asyncio.timeout(1.0):
+        await bucket.acquire()
+    assert loop.time() - t0 < 0.5  # ~0.05 s (1/20); 2.5 s without the cap
 
 
 async def test_bucket_paces_at_the_set_rate() -> None:
@@ -119,204 +132,3 @@ async def test_sweeps_get_through_while_starts_saturate() -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert starts <= 3  # 50 start tasks queued at ~1/s, none of them in the sweeps' way
-
-
-# -- quota gate ------------------------------------------------------------------------
-
-
-async def test_gate_is_open_until_the_first_quota_error() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    for _ in range(100):
-        async with asyncio.timeout(0.5):
-            await gate.wait_open()
-        gate.on_start_succeeded()
-    snap = gate.snapshot()
-    assert (snap.cap, snap.is_open, snap.in_flight, snap.reserved) == (None, True, 100, 0)
-
-
-async def test_gate_closes_at_the_learned_level_and_reopens_on_finishes() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    for _ in range(5):
-        await gate.wait_open()
-        gate.on_start_succeeded()
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # the 6th start: quota is 5 loops
-    snap = gate.snapshot()
-    assert (snap.cap, snap.is_open, snap.quota_rejections) == (5, False, 1)
-
-    admitted = 0
-
-    async def starter() -> None:
-        nonlocal admitted
-        await gate.wait_open()
-        admitted += 1
-        gate.on_start_succeeded()
-
-    tasks = [asyncio.create_task(starter()) for _ in range(3)]
-    await eventually(lambda: gate.snapshot().waiting == 3)
-    assert admitted == 0  # held, not rejected
-    gate.on_loop_finished()
-    await eventually(lambda: admitted == 1)
-    gate.on_loop_finished(2)
-    await eventually(lambda: admitted == 3)
-    await asyncio.gather(*tasks)
-    snap = gate.snapshot()
-    assert (snap.in_flight, snap.is_open) == (5, False)
-
-
-async def test_concurrent_starts_cannot_overshoot_the_cap() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    gate.set_in_flight(3)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 3
-    gate.on_loop_finished(2)  # room for 2
-
-    granted = 0
-
-    async def starter() -> None:
-        nonlocal granted
-        await gate.wait_open()
-        granted += 1  # reservation held: no on_start_* yet
-
-    tasks = [asyncio.create_task(starter()) for _ in range(10)]
-    await eventually(lambda: granted == 2 and gate.snapshot().waiting == 8)
-    assert gate.snapshot().reserved == 2
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def test_failed_start_returns_its_reservation() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    gate.set_in_flight(1)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 1, in flight 1
-    gate.on_loop_finished()
-    await gate.wait_open()
-    assert not gate.snapshot().is_open
-    gate.on_start_failed()  # throttled: slot back
-    assert gate.snapshot().is_open
-
-
-async def test_probe_lets_one_start_through_after_a_jittered_delay() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.05, probe_jitter=0.5), rng=random.Random(7))
-    gate.set_in_flight(4)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 4, closed; nothing will finish
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    admitted: list[float] = []
-
-    async def starter() -> None:
-        await gate.wait_open()
-        admitted.append(loop.time())
-
-    tasks = [asyncio.create_task(starter()) for _ in range(3)]
-    await eventually(lambda: len(admitted) == 1)
-    assert 0.025 <= admitted[0] - t0 < 1.0
-    assert gate.snapshot().probes == 1
-    assert gate.snapshot().waiting == 2  # exactly one probe, the others still held
-
-    gate.on_start_succeeded()  # the quota moved: cap goes up, the others get in
-    await eventually(lambda: len(admitted) == 3)
-    snap = gate.snapshot()
-    assert snap.probe_successes == 1
-    assert (snap.cap or 0) > 4
-    await asyncio.gather(*tasks)
-
-
-async def test_rejected_probe_relearns_the_cap_and_probes_again() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.03, probe_jitter=0.2), rng=random.Random(1))
-    gate.set_in_flight(2)
-    await gate.wait_open()
-    gate.on_quota_exceeded()
-    admitted = 0
-
-    async def starter() -> None:
-        nonlocal admitted
-        await gate.wait_open()
-        admitted += 1
-        gate.on_quota_exceeded()  # still full
-
-    tasks = [asyncio.create_task(starter()) for _ in range(2)]
-    await eventually(lambda: admitted == 2)  # a second probe followed the rejected one
-    snap = gate.snapshot()
-    assert (snap.probes, snap.probe_successes, snap.cap) == (2, 0, 2)
-    assert snap.quota_rejections == 3
-    await asyncio.gather(*tasks)
-
-
-def test_probe_delay_is_jittered_within_bounds() -> None:
-    gate = QuotaGate(GateParams(probe_after=10.0, probe_jitter=0.5), rng=random.Random(3))
-    delays = [gate.probe_delay() for _ in range(200)]
-    assert all(5.0 <= d <= 15.0 for d in delays)
-    assert max(delays) - min(delays) > 5.0  # actually spread, replicas won't probe together
-
-
-async def test_cancelled_waiter_leaves_no_reservation_behind() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    gate.set_in_flight(1)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 1, full
-    task = asyncio.create_task(gate.wait_open())
-    await eventually(lambda: gate.snapshot().waiting == 1)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    gate.on_loop_finished()
-    snap = gate.snapshot()
-    assert (snap.waiting, snap.reserved, snap.is_open) == (0, 0, True)
-
-
-async def test_confirm_hands_back_reservations_that_a_learned_cap_made_stale() -> None:
-    gate = QuotaGate(GateParams(probe_after=60.0))
-    gate.set_in_flight(3)
-    for _ in range(4):  # cap unknown: four reservations, e.g. all waiting for rate tokens
-        await gate.wait_open()
-    assert gate.confirm()  # nothing learned yet: the first one goes out
-    gate.on_quota_exceeded()  # ... and finds the quota is 3 loops
-    # the three still queued must not go out only to be rejected too
-    assert [gate.confirm() for _ in range(3)] == [False, False, False]
-    snap = gate.snapshot()
-    assert (snap.reserved, snap.quota_rejections, snap.is_open) == (0, 1, False)
-    gate.on_loop_finished()
-    await gate.wait_open()
-    assert gate.confirm()  # a reservation that fits is confirmed and kept
-    assert gate.snapshot().reserved == 1
-
-
-async def test_confirm_lets_the_probe_through() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(2))
-    gate.set_in_flight(2)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 2, full
-    async with asyncio.timeout(1.0):
-        await gate.wait_open()  # granted by the probe
-    assert gate.snapshot().probes == 1
-    assert gate.confirm()
-
-
-async def test_probe_steps_start_at_one_and_double_while_probes_succeed() -> None:
-    gate = QuotaGate(GateParams(probe_after=0.02, probe_jitter=0.1), rng=random.Random(5))
-    gate.set_in_flight(10)
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # cap 10
-    caps = []
-    for _ in range(3):
-        async with asyncio.timeout(1.0):
-            await gate.wait_open()  # a probe (the gate is full)
-        assert gate.confirm()
-        gate.on_start_succeeded()
-        cap = gate.snapshot().cap
-        assert cap is not None
-        caps.append(cap)
-        gate.set_in_flight(cap)  # fill up to the new cap so the next start is a probe
-    # a lagging finish count can make one probe succeed falsely: +1 costs one rejection
-    # at most; a quota that really moved is still found geometrically
-    assert caps == [12, 15, 20]
-    await gate.wait_open()
-    gate.on_quota_exceeded()  # the quota is 20 after all
-    gate.set_in_flight(20)
-    async with asyncio.timeout(1.0):
-        await gate.wait_open()
-    gate.on_start_succeeded()
-    assert gate.snapshot().cap == 22  # the step was reset by the rejection

@@ -48,7 +48,7 @@ def test_defaults() -> None:
     )
     assert (s.sweep_interval_seconds, s.shutdown_grace_seconds, s.health_port) == (60, 30, 8080)
     # Intervals tests shorten; production keeps these.
-    assert (s.receive_backoff_max_seconds, s.sweep_rate_initial, s.quota_probe_seconds) == (
+    assert (s.receive_backoff_max_seconds, s.sweep_rate_initial, s.quota_gate_probe_seconds) == (
         20,
         5.0,
         15,

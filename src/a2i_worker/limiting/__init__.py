@@ -9,7 +9,9 @@ from a2i_worker.limiting.adaptive import CLASSES, AdaptiveLimiter, ClassSnapshot
 from a2i_worker.limiting.bucket import TunableLimiter
 from a2i_worker.limiting.clock import Clock, MonotonicClock
 from a2i_worker.limiting.gate import GateParams, GateSnapshot, QuotaGate
-from a2i_worker.limiting.rate import AdaptiveRate, RateMeter, RateParams
+from a2i_worker.limiting.meter import RateMeter
+from a2i_worker.limiting.rate import AdaptiveRate, RateParams
+from a2i_worker.limiting.window import ReceiveWindow, Slots
 
 __all__ = [
     "CLASSES",
@@ -24,5 +26,7 @@ __all__ = [
     "QuotaGate",
     "RateMeter",
     "RateParams",
+    "ReceiveWindow",
+    "Slots",
     "TunableLimiter",
 ]

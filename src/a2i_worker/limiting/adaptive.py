@@ -9,6 +9,7 @@ sweep's tokens (A2I meters each operation separately). Neither class can starve 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -44,11 +45,12 @@ class LimiterSnapshot:
 
 
 class _Class:
-    __slots__ = ("bucket", "rate")
+    __slots__ = ("bucket", "rate", "watchers")
 
     def __init__(self, params: RateParams, rng: random.Random) -> None:
         self.rate = AdaptiveRate(params, rng)
         self.bucket = TunableLimiter(params.initial, self._burst())
+        self.watchers: list[Callable[[], None]] = []
 
     def _burst(self) -> float:
         return max(1.0, self.rate.rate * self.rate.params.burst_seconds)
@@ -56,6 +58,8 @@ class _Class:
     def apply(self) -> None:
         if self.rate.rate != self.bucket.rate:
             self.bucket.set_rate(self.rate.rate, self._burst())
+            for watcher in self.watchers:
+                watcher()
 
     def snapshot(self) -> ClassSnapshot:
         r = self.rate
@@ -107,6 +111,11 @@ class AdaptiveLimiter:
     def rate(self, cls: str) -> float:
         """Current rate of ``cls`` in calls per second."""
         return self._get(cls).rate.rate
+
+    def watch(self, cls: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every change of the rate of ``cls`` (e.g. the receive
+        window's :meth:`~a2i_worker.limiting.window.ReceiveWindow.notify`)."""
+        self._get(cls).watchers.append(callback)
 
     def on_success(self, cls: str) -> None:
         """A call of ``cls`` was accepted."""

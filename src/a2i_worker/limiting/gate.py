@@ -1,8 +1,27 @@
 """Quota gate: holds StartHumanLoop calls back while the account is at its open-loop quota.
 
 ServiceQuotaExceededException says "too many loops in progress", not "too fast". The gate
-learns the cap from the number of loops this worker had in flight when it happened, and
-admits a start only while ``in_flight + reserved < cap``. It promises:
+admits a start only while ``in_flight + reserved < cap``; what it really keeps is the
+*room* ``cap - in_flight``: this replica's share of the account's free slots.
+
+**The replica model** (the same on one replica and on N; docs/limiter.md, "Replicas"):
+
+- *In flight* means the loops the account has open in A2I as the ledger records them:
+  records in phase OPEN or STARTING, table-wide. :meth:`QuotaGate.set_in_flight` takes that
+  count (at start-up, and from the sweeper's recount); between counts the gate adds this
+  replica's starts and subtracts the finishes it is told about.
+- A refused start means the account is full: the room becomes zero (``cap = in_flight -
+  margin``). A finish frees one slot, and its event reaches exactly one replica, whose
+  room grows by one; a start (or a reservation) of this replica takes one. Summed over
+  the replicas the rooms are the account's free slots -- each freed slot is counted
+  once, by the replica that heard of it -- so N replicas do not over-admit, and each
+  gets the share of the quota its share of the events gives it (SQS spreads them).
+- A recount moves ``in_flight`` *and* ``cap`` by the same amount: it corrects the count
+  (other replicas' starts, finishes told to others) without handing every replica the
+  whole account's free room -- with three replicas that alone refused 22 % of all starts
+  (tests/unit/test_gate_replicas.py).
+
+It promises:
 
 - **Nothing is dropped.** :meth:`QuotaGate.wait_open` waits (FIFO) as long as it takes; it
   never raises because the gate is closed. The caller keeps its SQS messages alive.
@@ -17,12 +36,16 @@ admits a start only while ``in_flight + reserved < cap``. It promises:
 - **Reopens on finishes.** :meth:`on_loop_finished` (from the reconciler) and
   :meth:`set_in_flight` (from the ledger) admit waiters as soon as there is room.
 - **Probes.** While closed with waiters, one start is let through after a jittered delay
-  (``probe_after`` +- ``probe_jitter``) to test whether the quota moved. A successful probe
-  raises the cap by a step that starts at 1 and doubles with each consecutive successful
-  probe, and the next probe comes twice as soon; a rejection re-learns the cap and resets
-  step and delay. (Finishes reach the gate late, so a probe often succeeds only because
-  loops already finished: starting with +1 makes such a false success cost at most one
-  rejection, while a real raise is still found in ~log2(raise) probes.)
+  (``probe_after`` +- ``probe_jitter``) to test whether there is room nobody was told of.
+  If a finish reached this gate while it waited for the probe, a
+  successful probe keeps its own loop and nothing more: finishes reach the gates late, so
+  the slot it found is most likely one whose finish event is on its way -- with several
+  replicas, to another replica, which is then refused (measured: a doubling step here
+  refused 2-3 % of all starts instead of 1.1-1.8 %). If no finish reached it, the gate is
+  stuck below the quota (a raised quota, or finishes told to replicas that have no work
+  left): a successful probe also raises the cap by a step that starts at 1 and doubles
+  with each further one (up to ``probe_step_max``), and the next probe comes twice as
+  soon. A rejection re-learns the cap and resets step and delay.
 - A structlog line at each close / open / probe, never per start.
 """
 
@@ -44,15 +67,20 @@ _log = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class GateParams:
     """``margin``: loops below the learned count to stay at. ``probe_after``: seconds (> 0)
-    the gate stays closed before a probe; ``probe_jitter``: relative spread (0 <= j < 1)."""
+    the gate stays closed before a probe; ``probe_jitter``: relative spread (0 <= j < 1).
+    ``probe_step_max``: largest extra cap step of consecutive successful probes of a stuck
+    gate (0: none; see the module docstring)."""
 
     margin: int = 0
     probe_after: float = 15.0
     probe_jitter: float = 0.5
+    probe_step_max: int = 64
 
     def __post_init__(self) -> None:
         if self.margin < 0 or not self.probe_after > 0 or not 0 <= self.probe_jitter < 1:
             raise ValueError("need margin >= 0, probe_after > 0, 0 <= probe_jitter < 1")
+        if self.probe_step_max < 0:
+            raise ValueError("need probe_step_max >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +111,11 @@ class QuotaGate:
         self._probing = False
         self._probe_fut: asyncio.Future[None] | None = None
         self._probe_scale = 1.0
-        self._probe_step = 1
+        self._probe_step = 0
+        # a finish was told to this gate while it waited for the probe now out: the gate
+        # is being refilled, not stuck
+        self._refilled = False
+        self._probe_refilled = False  # ... as it was when the probe out now went out
         self._was_open = True
         self.quota_rejections = 0
         self.probes = 0
@@ -165,6 +197,7 @@ class QuotaGate:
         if self._probe_timer is not None or self._probing or self._has_room():
             return
         delay = self.probe_delay()
+        self._refilled = False
         self._probe_timer = asyncio.get_running_loop().call_later(delay, self._probe)
 
     def _cancel_probe(self) -> None:
@@ -180,6 +213,7 @@ class QuotaGate:
         self._probe_fut = self._grant_one()
         if self._probe_fut is not None:
             self._probing = True
+            self._probe_refilled = self._refilled
             self.probes += 1
             _log.info("quota_gate.probe", cap=self._cap, in_flight=self._in_flight)
 
@@ -189,16 +223,29 @@ class QuotaGate:
         self._reserved = max(0, self._reserved - 1)
 
     def on_start_succeeded(self) -> None:
-        """A start went through: one more loop in flight (ends a reservation)."""
+        """A start of this replica went through: one more loop in flight (ends a
+        reservation)."""
         self._release()
         self._in_flight += 1
         if self._probing:
             self._probing = False
             self.probe_successes += 1
-            self._probe_scale = max(self._probe_scale / 2.0, 1.0 / 16.0)
-            if self._cap is not None:
-                self._cap = max(self._cap, self._in_flight) + self._probe_step
-                self._probe_step *= 2
+            if self._probe_refilled:
+                # finishes reach this gate: the slot the probe found is most likely one
+                # whose finish event is on its way (here or to another replica); keep the
+                # probe's loop, nothing more
+                self._probe_scale = 1.0
+                self._probe_step = 0
+                if self._cap is not None:
+                    self._cap = max(self._cap, self._in_flight)
+            else:
+                # nothing told this gate of a finish, yet there was room: stuck below the
+                # quota (a raise; finishes told to replicas that have no work): open up
+                self._probe_scale = max(self._probe_scale / 2.0, 1.0 / 16.0)
+                step = min(self.params.probe_step_max, max(1, self._probe_step))
+                if self._cap is not None:
+                    self._cap = max(self._cap, self._in_flight) + step
+                self._probe_step = min(self.params.probe_step_max, 2 * step)
             _log.info("quota_gate.probe_succeeded", cap=self._cap, in_flight=self._in_flight)
         self._wake()
 
@@ -213,7 +260,7 @@ class QuotaGate:
         if in_flight is not None:
             self._in_flight = max(0, in_flight)
         self._cap = max(0, self._in_flight - self.params.margin)
-        self._probe_step = 1
+        self._probe_step = 0
         if self._probing:
             self._probing = False
             self._probe_scale = 1.0
@@ -242,13 +289,22 @@ class QuotaGate:
         self._wake()
 
     def on_loop_finished(self, n: int = 1) -> None:
-        """``n`` loops left InProgress (the reconciler saw them finish): make room."""
+        """``n`` loops left InProgress -- any replica's: the reconciler of this replica was
+        told (an event, a sweep). Each finish reaches one replica: room for one start."""
         self._in_flight = max(0, self._in_flight - n)
+        self._refilled = True
         self._wake()
 
     def set_in_flight(self, n: int) -> None:
-        """Authoritative count of loops in flight (ledger at start-up, sweeps)."""
-        self._in_flight = max(0, n)
+        """The ledger's count of loops in flight (at start-up, the sweeper's recounts).
+
+        Once a cap is learned it moves with the count: the room stays as it was (see the
+        module docstring: a recount does not know which of the account's free slots are
+        this replica's)."""
+        n = max(0, n)
+        if self._cap is not None:
+            self._cap = max(0, self._cap + n - self._in_flight)
+        self._in_flight = n
         self._wake()
 
     # -- observation ------------------------------------------------------------------
