@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from a2i_worker.event_handler import EventHandler
 from a2i_worker.finisher import Finisher, FinisherConfig
+from a2i_worker.intake import MessageBatcher, QueueConsumer
 from a2i_worker.request.budget_step import BudgetStep
 from a2i_worker.request.canceller import Canceller
 from a2i_worker.request.handler import HandlerConfig, RequestHandler
@@ -23,13 +25,15 @@ if TYPE_CHECKING:
     from a2i_worker.a2i import A2IGateway
     from a2i_worker.aws import AwsClients
     from a2i_worker.ledger.protocol import Ledger
-    from a2i_worker.limiter import QuotaGate
+    from a2i_worker.limiter import QuotaGate, ReceiveWindow
     from a2i_worker.metrics import Metrics
+    from a2i_worker.queue_urls import QueueUrls
     from a2i_worker.results import Publisher
     from a2i_worker.routes import Routes
-    from a2i_worker.settings import QueueUrls, Settings
+    from a2i_worker.settings import Settings
+    from a2i_worker.vitals import DependencyChecks
 
-__all__ = ["Roles", "build_roles"]
+__all__ = ["Consumers", "Roles", "build_consumers", "build_roles"]
 
 
 def _now() -> datetime:
@@ -131,3 +135,51 @@ def build_roles(
         on_in_flight=gate.set_in_flight,
     )
     return Roles(rejecter, starter, processor, finisher, events, sweeper)
+
+
+@dataclass(frozen=True)
+class Consumers:
+    requests: QueueConsumer
+    events: QueueConsumer
+
+
+def build_consumers(
+    s: Settings,
+    *,
+    aws: AwsClients,
+    queues: QueueUrls,
+    batcher: MessageBatcher,
+    roles: Roles,
+    window: ReceiveWindow,
+    checks: DependencyChecks,
+) -> Consumers:
+    """The requests consumer (held messages sized by the receive window) and the events one."""
+
+    consumer = partial(
+        QueueConsumer,
+        sqs=aws.sqs,
+        batcher=batcher,
+        wait_seconds=s.receive_wait_seconds,
+        visibility_timeout=s.visibility_timeout_seconds,
+        heartbeat_interval=s.heartbeat_interval_seconds,
+        receive_backoff_max=s.receive_backoff_max_seconds,
+        on_receive_error=checks.receive_failed,
+        on_receive_ok=checks.receive_ok,
+    )
+    return Consumers(
+        requests=consumer(
+            name="requests",
+            queue_url=queues.requests,
+            handler=roles.processor.handle,
+            capacity=s.max_in_flight,
+            receivers=s.receive_concurrency,
+            slots=window,
+        ),
+        events=consumer(
+            name="events",
+            queue_url=queues.events,
+            handler=roles.events.handle,
+            capacity=max(100, s.max_in_flight // 4),
+            receivers=max(1, s.receive_concurrency // 2),
+        ),
+    )

@@ -49,7 +49,8 @@ def _fail(lines: list[str], code: int = 2) -> typer.Exit:
 
 def _load_settings(**overrides: Any) -> Any:
     from a2i_worker.envfile import export_env_file_aws_variables
-    from a2i_worker.settings import Settings, describe_settings_errors
+    from a2i_worker.settings import Settings
+    from a2i_worker.settings_doc import describe_settings_errors
 
     export_env_file_aws_variables()
     try:
@@ -152,7 +153,8 @@ def run() -> None:
     (one line per problem on stderr), 128 + signal number after a second signal.
     """
     from a2i_worker.logs import configure_logging
-    from a2i_worker.settings import EventLoop, unknown_environment_variables
+    from a2i_worker.settings import EventLoop
+    from a2i_worker.settings_doc import unknown_environment_variables
 
     settings = _load_settings()
     problems = startup_problems(settings)

@@ -66,7 +66,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def settings_table() -> str:
     """Every setting, in declaration order."""
-    from a2i_worker.settings import settings_reference
+    from a2i_worker.settings_doc import settings_reference
 
     rows = [
         (f"`{r.variable}`", f"`{r.default}`" if r.default else "—", r.allowed, r.description)

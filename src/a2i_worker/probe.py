@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Probe the endpoint named in ``argv`` (default ``livez``); the exit status."""
     from pydantic import ValidationError
 
-    from a2i_worker.settings import Settings, describe_settings_errors
+    from a2i_worker.settings import Settings
+    from a2i_worker.settings_doc import describe_settings_errors
 
     args = list(sys.argv[1:] if argv is None else argv)
     endpoint = args[0] if args else "livez"

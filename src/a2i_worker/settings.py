@@ -10,9 +10,8 @@ The standard AWS variables (``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE
 ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS`` …) are read by botocore itself and are
 deliberately not duplicated here; they are listed in docs/messages.md.
 
-Every field has a description: :func:`settings_reference` turns them into the README's
-configuration table. :func:`describe_settings_errors` turns a ``ValidationError`` into
-one line per problem that names the variable and what is allowed, never the value.
+Every field has a description and its bounds: :mod:`a2i_worker.settings_doc` turns them
+into the configuration tables and into one line per validation problem.
 """
 
 from __future__ import annotations
@@ -20,14 +19,10 @@ from __future__ import annotations
 import enum
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -36,20 +31,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from a2i_worker.errors import ConfigError
-
 __all__ = [
     "ENV_FILE_VARIABLE",
     "ENV_PREFIX",
     "EventLoop",
     "LogFormat",
-    "QueueUrls",
-    "SettingDoc",
     "Settings",
-    "describe_settings_errors",
     "env_var",
-    "settings_reference",
-    "unknown_environment_variables",
 ]
 
 ENV_PREFIX = "A2I_WORKER_"
@@ -70,17 +58,6 @@ class LogFormat(enum.StrEnum):
     AUTO = "auto"
     JSON = "json"
     CONSOLE = "console"
-
-
-@dataclass(frozen=True)
-class QueueUrls:
-    """The queues ``run`` needs (the DLQs stay optional)."""
-
-    requests: str
-    events: str
-    results: str
-    requests_dlq: str | None
-    events_dlq: str | None
 
 
 def _queue(description: str, allowed: str = "an SQS queue URL (https://…/account/name)") -> Any:
@@ -392,30 +369,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    # -- helpers ---------------------------------------------------------------------
-
-    def queue_urls(self) -> QueueUrls:
-        """The queue URLs ``run`` needs; :class:`ConfigError` names every missing one."""
-        requests, events, results = (
-            self.requests_queue_url,
-            self.events_queue_url,
-            self.results_queue_url,
-        )
-        if requests is None or events is None or results is None:
-            missing = [
-                env_var(name)
-                for name in ("requests_queue_url", "events_queue_url", "results_queue_url")
-                if getattr(self, name) is None
-            ]
-            raise ConfigError(f"required for run but not set: {', '.join(missing)}")
-        return QueueUrls(
-            requests=requests,
-            events=events,
-            results=results,
-            requests_dlq=self.requests_dlq_url,
-            events_dlq=self.events_dlq_url,
-        )
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -423,85 +376,3 @@ class Settings(BaseSettings):
 def env_var(field_name: str) -> str:
     """The environment variable of a settings field."""
     return ENV_PREFIX + field_name.upper()
-
-
-def _allowed(info: FieldInfo) -> str:
-    extra = info.json_schema_extra
-    if isinstance(extra, dict) and isinstance(extra.get("allowed"), str):
-        return str(extra["allowed"])
-    ann = info.annotation
-    if isinstance(ann, type) and issubclass(ann, enum.Enum):
-        return ", ".join(str(m.value) for m in ann)
-    if ann is bool:
-        return "true or false"
-    kind = "an integer" if ann is int else "a number" if ann is float else "a value"
-    bounds = []
-    for meta in info.metadata:
-        if isinstance(meta, Ge):
-            bounds.append(f">= {meta.ge}")
-        elif isinstance(meta, Gt):
-            bounds.append(f"> {meta.gt}")
-        elif isinstance(meta, Le):
-            bounds.append(f"<= {meta.le}")
-        elif isinstance(meta, Lt):
-            bounds.append(f"< {meta.lt}")
-    return f"{kind} {' and '.join(bounds)}".strip()
-
-
-_GENERIC_MESSAGES = {
-    "int_parsing": "is not an integer",
-    "int_from_float": "is not a whole number",
-    "float_parsing": "is not a number",
-    "bool_parsing": "is not a boolean",
-    "enum": "is not one of the allowed values",
-}
-
-
-def describe_settings_errors(exc: ValidationError) -> list[str]:
-    """One line per problem: variable, what is wrong, what is allowed. Never the value."""
-    fields = Settings.model_fields
-    lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = err["loc"]
-        name = str(loc[0]) if loc else ""
-        if name not in fields:
-            # Model-level checks name their variables themselves.
-            lines.append(str(err["msg"]).removeprefix("Value error, "))
-            continue
-        etype = err["type"]
-        msg = _GENERIC_MESSAGES.get(etype) or str(err["msg"]).removeprefix("Value error, ")
-        if etype in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-            msg = "is out of range"
-        if etype == "missing":
-            msg = "is required"
-        lines.append(f"{env_var(name)} {msg}; allowed: {_allowed(fields[name])}")
-    return lines
-
-
-@dataclass(frozen=True)
-class SettingDoc:
-    """One row of the configuration reference."""
-
-    variable: str
-    default: str
-    allowed: str
-    description: str
-
-
-def settings_reference() -> list[SettingDoc]:
-    """Rows for the README's configuration table, in declaration order."""
-    rows = []
-    for name, info in Settings.model_fields.items():
-        default = info.get_default(call_default_factory=True)
-        shown = "" if default is None else str(getattr(default, "value", default))
-        if isinstance(default, bool):
-            shown = str(default).lower()
-        rows.append(SettingDoc(env_var(name), shown, _allowed(info), info.description or ""))
-    return rows
-
-
-def unknown_environment_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """``A2I_WORKER_*`` variables that match no setting (typos), sorted. For a warning."""
-    env = os.environ if environ is None else environ
-    known = {env_var(n) for n in Settings.model_fields} | {ENV_FILE_VARIABLE}
-    return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)

@@ -3,34 +3,32 @@
 Start order: logging → routes and rules (a bad file stops start-up) → AWS clients →
 ledger → limiter and gate → roles → health endpoint → background tasks → intake.
 
-Stop order (``stop`` event, e.g. the first SIGTERM): not ready → receivers stop after
-their current long poll → in-flight messages get until the grace period to finish →
-what is left is handed back (visibility 0) → deletes and results are flushed → ledger
-closed. Every background task is started by name in one task group.
+Stop order (``stop`` event, e.g. the first SIGTERM): the intake drains within the grace
+period (:mod:`a2i_worker.drain`), then the health endpoint and the ledger close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import anyio
 import structlog
 
 from a2i_worker.a2i import A2IGateway
-from a2i_worker.assembly import build_roles
+from a2i_worker.assembly import build_consumers, build_roles
 from a2i_worker.aws import AwsClients, AwsClientSettings, endpoints_from_environ
+from a2i_worker.drain import Intake
 from a2i_worker.health import HealthServer, Readiness
-from a2i_worker.intake import MessageBatcher, QueueConsumer
+from a2i_worker.intake import MessageBatcher
 from a2i_worker.ledger.factory import ledger_from_url
 from a2i_worker.ledger.protocol import Phase
-from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams, ReceiveWindow
+from a2i_worker.limits import limits_from_settings
 from a2i_worker.metrics import Metrics
+from a2i_worker.queue_urls import max_receive_count, queue_urls
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
 from a2i_worker.settings import Settings
@@ -55,28 +53,14 @@ class Worker:
     def __init__(self, settings: Settings, routes: Routes, aws: AwsClients) -> None:
         s = settings
         self.settings = s
-        self.queues = queues = s.queue_urls()
+        self.queues = queues = queue_urls(s)
         self.routes = routes
         self.aws = aws
         self.metrics = m = Metrics()
         self.readiness = Readiness()
         self.ledger = ledger = ledger_from_url(s.ledger_url, dynamodb_client=aws.dynamodb)
-        self.limiter = AdaptiveLimiter(
-            start=RateParams(
-                initial=s.start_rate_initial, min_rate=s.start_rate_min, max_rate=s.start_rate_max
-            ),
-            sweep=RateParams(
-                initial=min(s.sweep_rate_max, s.sweep_rate_initial), max_rate=s.sweep_rate_max
-            ),
-        )
-        self.gate = QuotaGate(
-            GateParams(
-                margin=s.quota_gate_margin,
-                probe_after=s.quota_gate_probe_seconds,
-                probe_jitter=s.quota_gate_probe_jitter,
-                probe_step_max=s.quota_gate_probe_step_max,
-            )
-        )
+        limits = limits_from_settings(s)
+        self.limiter, self.gate, self.window = limits.limiter, limits.gate, limits.window
         self.gateway = A2IGateway(aws.a2i, self.limiter, self.gate, metrics=m)
         self.publisher = Publisher(
             ledger,
@@ -107,38 +91,16 @@ class Worker:
             metrics=m,
         )
         self.batcher = MessageBatcher(aws.sqs)
-        self.window = ReceiveWindow(
-            lambda: self.limiter.rate("start"),
-            seconds=s.receive_window_seconds,
-            ceiling=s.max_in_flight,
-        )
-        self.limiter.watch("start", self.window.notify)
-        consumer = partial(
-            QueueConsumer,
-            sqs=aws.sqs,
+        consumers = build_consumers(
+            s,
+            aws=aws,
+            queues=queues,
             batcher=self.batcher,
-            wait_seconds=s.receive_wait_seconds,
-            visibility_timeout=s.visibility_timeout_seconds,
-            heartbeat_interval=s.heartbeat_interval_seconds,
-            receive_backoff_max=s.receive_backoff_max_seconds,
-            on_receive_error=self.checks.receive_failed,
-            on_receive_ok=self.checks.receive_ok,
+            roles=roles,
+            window=self.window,
+            checks=self.checks,
         )
-        self.requests = consumer(
-            name="requests",
-            queue_url=queues.requests,
-            handler=self.processor.handle,
-            capacity=s.max_in_flight,
-            receivers=s.receive_concurrency,
-            slots=self.window,
-        )
-        self.events_consumer = consumer(
-            name="events",
-            queue_url=queues.events,
-            handler=self.events.handle,
-            capacity=max(100, s.max_in_flight // 4),
-            receivers=max(1, s.receive_concurrency // 2),
-        )
+        self.requests, self.events_consumer = consumers.requests, consumers.events
         self.gauges = Gauges(
             metrics=m,
             limiter=self.limiter,
@@ -156,27 +118,24 @@ class Worker:
                 "ledger": ledger.ping,
             },
         )
-
-    async def _learn_max_receives(self) -> None:
-        """Give up on a failing message at the queue's own redrive count (if it has one)."""
-        try:
-            resp = await self.aws.sqs.get_queue_attributes(
-                QueueUrl=self.queues.requests, AttributeNames=["RedrivePolicy"]
-            )
-            policy = json.loads(resp.get("Attributes", {}).get("RedrivePolicy") or "{}")
-            count = int(policy.get("maxReceiveCount", 0))
-        except Exception as exc:
-            log.warning("could not read the requests queue's redrive policy", error=str(exc))
-            return
-        if count >= 1:
-            self.processor.config.max_receives = count
+        self.intake = Intake(
+            requests=self.requests,
+            events=self.events_consumer,
+            batcher=self.batcher,
+            publisher=self.publisher,
+            readiness=self.readiness,
+            grace=float(s.shutdown_grace_seconds),
+        )
 
     async def run(self, stop: anyio.Event, hooks: WorkerHooks | None = None) -> None:
         """Run until ``stop`` is set, then drain within the grace period."""
-        s = self.settings
+        s, queues = self.settings, self.queues
         await self.ledger.open()
         try:
-            await self._learn_max_receives()
+            # give up on a failing message at the queue's own redrive count, if it has one
+            count = await max_receive_count(self.aws.sqs, queues.requests)
+            if count is not None:
+                self.processor.config.max_receives = count
             counts = await self.ledger.count_by_phase()
             self.gate.set_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
             self.metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
@@ -192,61 +151,19 @@ class Worker:
         log.info("worker stopped", grace_seconds=s.shutdown_grace_seconds)
 
     async def _run_roles(self, stop: anyio.Event, hooks: WorkerHooks | None) -> None:
-        grace = float(self.settings.shutdown_grace_seconds)
-        async with anyio.create_task_group() as background:
-            background.start_soon(self.batcher.run, name="sqs-batcher")
-            background.start_soon(self.publisher.run, name="publisher")
-            background.start_soon(self.sweeper.run, name="sweeper")
-            background.start_soon(self.health.run_checks, name="health-checks")
-            background.start_soon(self.gauges.run, name="gauges")
-            background.start_soon(self.requests.heartbeat_forever, name="requests-heartbeat")
-            background.start_soon(self.events_consumer.heartbeat_forever, name="events-heartbeat")
-            async with anyio.create_task_group() as handlers:
-                self.requests.bind_handler_group(handlers)
-                self.events_consumer.bind_handler_group(handlers)
-                async with anyio.create_task_group() as receivers:
-                    receivers.start_soon(
-                        self.requests.receive_until_stopped, name="requests-intake"
-                    )
-                    receivers.start_soon(
-                        self.events_consumer.receive_until_stopped, name="events-intake"
-                    )
-                    self.readiness.started = True
-                    log.info("worker running", event_loop=_loop_name())
-                    if hooks and hooks.on_ready:
-                        hooks.on_ready(self)
-                    await stop.wait()
-                    deadline = anyio.current_time() + grace
-                    log.info("draining", grace_seconds=grace, held=self.requests.held)
-                    self.readiness.draining = True
-                    self.requests.stop_receiving()
-                    self.events_consumer.stop_receiving()
-                    with anyio.move_on_after(max(0.0, deadline - anyio.current_time() - 1)):
-                        await self._wait_receivers_done()
-                    receivers.cancel_scope.cancel()
-                # Receivers are done: let in-flight messages finish, within the grace.
-                budget = max(0.0, deadline - anyio.current_time() - 1.5)
-                idle = await self.requests.wait_idle(budget)
-                idle = await self.events_consumer.wait_idle(0.5) and idle
-                if not idle:
-                    log.warning(
-                        "grace period over; handing back unfinished messages",
-                        held=self.requests.held + self.events_consumer.held,
-                    )
-                handlers.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                returned = await self.requests.hand_back() + await self.events_consumer.hand_back()
-                await self.batcher.flush()
-                with anyio.move_on_after(max(0.5, deadline - anyio.current_time())):
-                    await self.publisher.flush()
-            log.info("drained", handed_back=returned)
-            background.cancel_scope.cancel()
+        def ready() -> None:
+            log.info("worker running", event_loop=_loop_name())
+            if hooks and hooks.on_ready:
+                hooks.on_ready(self)
 
-    async def _wait_receivers_done(self) -> None:
-        # Receivers exit after their current long poll (never cut short: a cancelled
-        # poll could leave messages invisible that nobody holds).
-        await self.requests.wait_receivers_done()
-        await self.events_consumer.wait_receivers_done()
+        background = [
+            ("sqs-batcher", self.batcher.run),
+            ("publisher", self.publisher.run),
+            ("sweeper", self.sweeper.run),
+            ("health-checks", self.health.run_checks),
+            ("gauges", self.gauges.run),
+        ]
+        await self.intake.run(stop, background, ready)
 
 
 async def run_worker(

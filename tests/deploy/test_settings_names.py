@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from a2i_worker.settings import (
-    ENV_FILE_VARIABLE,
-    ENV_PREFIX,
-    Settings,
-    unknown_environment_variables,
-)
+from a2i_worker.settings import ENV_FILE_VARIABLE, ENV_PREFIX, Settings
+from a2i_worker.settings_doc import unknown_environment_variables
 
 from .cfn import load_template
 from .dockerfile import read_dockerfile

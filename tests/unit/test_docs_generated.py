@@ -12,7 +12,7 @@ import pytest
 from a2i_worker import docgen
 from a2i_worker.metrics import Metrics
 from a2i_worker.rejection_codes import REJECTION_CODES
-from a2i_worker.settings import settings_reference
+from a2i_worker.settings_doc import settings_reference
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {

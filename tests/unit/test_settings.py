@@ -8,10 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from a2i_worker.errors import ConfigError
-from a2i_worker.settings import (
-    ENV_FILE_VARIABLE,
-    LogFormat,
-    Settings,
+from a2i_worker.queue_urls import queue_urls
+from a2i_worker.settings import ENV_FILE_VARIABLE, LogFormat, Settings
+from a2i_worker.settings_doc import (
     describe_settings_errors,
     settings_reference,
     unknown_environment_variables,
@@ -104,7 +103,7 @@ def test_missing_env_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_local_env_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(REPO / "config" / "local.env"))
     s = Settings()
-    urls = s.queue_urls()
+    urls = queue_urls(s)
     assert urls.requests.endswith("/demo-requests")
     assert s.routes_file == Path("config/local-routes.toml")
 
@@ -171,13 +170,15 @@ def test_cross_field_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_queue_urls_required_for_run() -> None:
     with pytest.raises(ConfigError) as info:
-        Settings(requests_queue_url=Q + "req").queue_urls()
+        queue_urls(Settings(requests_queue_url=Q + "req"))
     assert "A2I_WORKER_EVENTS_QUEUE_URL" in str(info.value)
     assert "A2I_WORKER_RESULTS_QUEUE_URL" in str(info.value)
     assert "A2I_WORKER_REQUESTS_QUEUE_URL" not in str(info.value)
-    urls = Settings(
-        requests_queue_url=Q + "req", events_queue_url=Q + "ev", results_queue_url=Q + "res"
-    ).queue_urls()
+    urls = queue_urls(
+        Settings(
+            requests_queue_url=Q + "req", events_queue_url=Q + "ev", results_queue_url=Q + "res"
+        )
+    )
     assert (urls.requests, urls.events, urls.results, urls.requests_dlq) == (
         Q + "req",
         Q + "ev",
