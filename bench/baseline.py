@@ -22,6 +22,7 @@ import os
 import resource
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -103,6 +104,9 @@ async def run_baseline(
                     "request_id": name,
                     "outcome": "completed",
                     "human_answers": doc.get("humanAnswers", []),
+                    # what reconcile_bench times: loop created -> result produced
+                    "produced_at": datetime.now(UTC).isoformat(),
+                    "timings": {"loop_created_at": detail.get("creationTime")},
                 }
             )
 

@@ -50,6 +50,8 @@ __all__ = [
     "Workload",
     "calls_between",
     "driver_clients",
+    "finish_lag_figures",
+    "finish_lags",
     "histogram_from_metrics",
     "machine",
     "moto_calls",
@@ -461,3 +463,22 @@ async def stop_worker(worker: WorkerProcess, within: float = 30.0) -> ProcStats 
 async def emulator_counters(url: str) -> dict[str, Any]:
     async with EmulatorControl(url) as control:
         return await control.counters()
+
+
+def finish_lags(by_result: dict[str, dict[str, Any]], review: float) -> list[float]:
+    """Seconds from each loop finishing (created + a fixed ``review`` delay) to its result
+    being produced, for results that carry both times."""
+    return [
+        p - (c + review)
+        for res in by_result.values()
+        if (c := iso_seconds((res.get("timings") or {}).get("loop_created_at"))) is not None
+        and (p := iso_seconds(res.get("produced_at"))) is not None
+    ]
+
+
+def finish_lag_figures(collector: ResultsCollector, review: float) -> dict[str, float]:
+    lags = finish_lags(collector.by_result, review)
+    return {
+        "finish_to_result_p50_s": round(percentile(lags, 0.5), 2),
+        "finish_to_result_max_s": round(max(lags, default=float("nan")), 2),
+    }

@@ -4,12 +4,18 @@ Two phases on one stack, each a backlog of ``--loops`` requests that are all act
 (the rule fires for every request), one worker process, reviewers finishing each loop
 exactly ``--review`` seconds after it was created:
 
-1. events flowing: DescribeHumanLoop calls per loop (target ≤ 0.05);
+1. events flowing: DescribeHumanLoop calls per loop (target ≤ 0.05), and finish -> result
+   at most one sweep interval, or 1.2 x what the bare calls take for the same work,
+   whichever is larger (the table says which bound applied);
 2. every event dropped by the emulator (``faults.events.drop = 1.0``): the sweeper alone
    finds every result. Targets: each loop's result is produced within 2 sweep intervals
    of the loop finishing (the worker is told to check a loop ``--sweep`` seconds after its
    creation, so the first sweep after that sees it), and ≤ 1 ListHumanLoops call per 100
    open loops per sweep.
+
+3. the bare calls (``baseline.py``: the worker's AWS calls for the same work and nothing
+   else, events flowing) on the same stack: what the local stack itself costs. When moto
+   (one process, one core) is the limit, the bare calls are as slow as the worker.
 
 Counts come from the emulator's counters; the sweeps are counted from the worker's
 ``sweep`` log lines (one per sweep that found due loops).
@@ -38,6 +44,7 @@ from benchlib import (
     Workload,
     driver_clients,
     enqueue,
+    finish_lags,
     iso_seconds,
     percentile,
     queue_depth,
@@ -47,6 +54,7 @@ from benchlib import (
     worker_environ,
     write_json,
 )
+from worker_bench import run_baseline_phase
 
 __all__ = ["run_phase"]
 
@@ -113,12 +121,7 @@ async def run_phase(
             await control.put_faults({"events": {"drop": 0.0}})
     verdict = verify(workload, collector, counters, requests_left=left)
     # Lag from the loop finishing (created + review delay) to the result being produced.
-    lags = [
-        p - (c + review)
-        for res in collector.by_result.values()
-        if (c := iso_seconds(res["timings"].get("loop_created_at"))) is not None
-        and (p := iso_seconds(res.get("produced_at"))) is not None
-    ]
+    lags = finish_lags(collector.by_result, review)
     sweeps = _sweep_lines(workdir / "worker.log")
     # Open loops when a sweep ran: created before it, result not yet produced.
     spans = [
@@ -183,6 +186,22 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
         review=args.review,
         tag="dr",
     )
+    review_fixed = {
+        "mode": "auto",
+        "delay": {"distribution": "fixed", "seconds": args.review},
+        "outcomes": {"Completed": 1.0, "Expired": 0.0, "InternalError": 0.0},
+        "answers": {"template": {"label": "cat"}},
+    }
+    bare = await run_baseline_phase(
+        stack.a2i_url,
+        await stack.provision("rcbare"),
+        Workload(args.loops, tag="bare", threshold=1.01, seed=11),
+        within=120 + 10 * args.sweep,
+        reviewers=review_fixed,
+        review_delay=args.review,
+    )
+    bound = max(args.sweep, 1.2 * bare["finish_to_result_max_s"])
+    bound_name = "1 sweep interval" if bound == args.sweep else "1.2 x the bare calls' max"
     keys = [
         "requests",
         "emulator_loops_total",
@@ -204,8 +223,16 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     for k in keys:
         print(f"{k:{w}}  {flowing[k]!s:>16}  {dropped[k]!s:>16}")
     print(f"events emitted/dropped: {flowing['events']} | {dropped['events']}")
+    print(
+        f"bare calls, events flowing: finish -> result p50 {bare['finish_to_result_p50_s']} s, "
+        f"max {bare['finish_to_result_max_s']} s, wall {bare['wall_seconds']} s"
+    )
     checks = {
         "describes_per_loop_with_events <= 0.05": flowing["describes_per_loop"] <= 0.05,
+        f"events flowing: finish -> result max <= {bound:.1f} s ({bound_name})": flowing[
+            "finish_to_result_max_s"
+        ]
+        <= bound,
         "dropped: every result within 2 sweep intervals": dropped[
             "finish_to_result_max_in_sweep_intervals"
         ]
@@ -217,13 +244,21 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    for p in flowing["problems"] + dropped["problems"]:
+    for p in flowing["problems"] + dropped["problems"] + bare["problems"]:
         print("PROBLEM:", p)
     path = write_json(
-        args.output, {"events_flowing": flowing, "events_dropped": dropped, "checks": checks}
+        args.output,
+        {
+            "events_flowing": flowing,
+            "events_dropped": dropped,
+            "bare_calls": bare,
+            "finish_to_result_bound_s": round(bound, 2),
+            "finish_to_result_bound": bound_name,
+            "checks": checks,
+        },
     )
     print(f"written {path}; worker logs in {root}")
-    return 0 if flowing["ok"] and dropped["ok"] and all(checks.values()) else 1
+    return 0 if flowing["ok"] and dropped["ok"] and bare["ok"] and all(checks.values()) else 1
 
 
 def main() -> None:

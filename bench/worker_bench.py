@@ -41,6 +41,7 @@ from benchlib import (
     calls_between,
     driver_clients,
     enqueue,
+    finish_lag_figures,
     histogram_from_metrics,
     iso_seconds,
     moto_calls,
@@ -160,11 +161,14 @@ async def run_baseline_phase(
     *,
     within: float = 600.0,
     loop: str = "asyncio",
+    reviewers: dict[str, Any] | None = None,
+    review_delay: float | None = None,
 ) -> dict[str, Any]:
-    """The same backlog through ``baseline.py`` (own process); judged the same way."""
+    """The same backlog through ``baseline.py`` (own process); judged the same way.
+    With ``review_delay`` (fixed-delay ``reviewers``) also its finish -> result lags."""
     async with EmulatorControl(a2i_url) as control:
         await control.reset()
-        await control.put_flow_reviewers(env.flow_definition_name, FAST_REVIEWERS)
+        await control.put_flow_reviewers(env.flow_definition_name, reviewers or FAST_REVIEWERS)
         async with driver_clients(env) as aws:
             await enqueue(aws, env, workload.bodies())
             cmd = [
@@ -208,6 +212,7 @@ async def run_baseline_phase(
         "peak_rss_mib": round(report["peak_rss_bytes"] / 2**20, 1),
         "aws_calls": calls,
         "aws_calls_per_request": round(sum(calls.values()) / workload.n, 3),
+        **(finish_lag_figures(collector, review_delay) if review_delay is not None else {}),
     }
 
 

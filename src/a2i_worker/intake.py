@@ -23,12 +23,12 @@ import structlog
 
 from a2i_worker.classify import classify
 from a2i_worker.limiting.window import Slots
-from a2i_worker.sqs_types import Handler, SqsMessage, Verdict
+from a2i_worker.sqs_types import Handler, SqsMessage, Verdict, backoff_visibility
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
 
-__all__ = ["MessageBatcher", "QueueConsumer", "SqsMessage", "Verdict", "backoff_visibility"]
+__all__ = ["MessageBatcher", "QueueConsumer", "SqsMessage", "Verdict"]
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -208,10 +208,17 @@ class QueueConsumer:
         self._idle.set()
         self.received = 0
         self.handled = 0
+        self._last_full_receive = -float("inf")
 
     @property
     def held(self) -> int:
         return len(self._held)
+
+    def backlogged(self, within: float = 2.0) -> bool:
+        """Messages are waiting: every slot is taken, or a receive came back full in the
+        last ``within`` seconds."""
+        recent = anyio.current_time() - self._last_full_receive <= within
+        return recent or (self._slots.value == 0 and bool(self._held))
 
     def stop_receiving(self) -> None:
         self._stopping.set()
@@ -301,6 +308,8 @@ class QueueConsumer:
                 self._slots.release()
             msgs = [self._wrap(raw) for raw in got]
             self.received += len(msgs)
+            if msgs and len(msgs) >= free:
+                self._last_full_receive = anyio.current_time()
             if self._stopping.is_set() and msgs:
                 # Shutdown began during the long poll: hand these back untouched.
                 await self._batcher.change_visibility(msgs, 0)
@@ -383,11 +392,6 @@ class QueueConsumer:
                 if id(m) not in failed_ids:
                     m.extended_until = now + self._visibility
             log.debug("heartbeat", queue=self.name, extended=len(due) - len(failed))
-
-
-def backoff_visibility(receive_count: int, base: int, cap: int = 900) -> int:
-    """Visibility for a message that failed ``receive_count`` times: doubling, capped."""
-    return int(min(cap, base * 2 ** max(0, min(receive_count - 1, 16))))
 
 
 def _chunks(items: list[_T], size: int) -> list[list[_T]]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Handler", "SqsMessage", "Verdict"]
+__all__ = ["Handler", "SqsMessage", "Verdict", "backoff_visibility"]
 
 
 @dataclass(eq=False)
@@ -40,3 +40,8 @@ class Verdict:
 
 
 Handler = Callable[[SqsMessage], Awaitable[str]]
+
+
+def backoff_visibility(receive_count: int, base: int, cap: int = 900) -> int:
+    """Visibility for a message that failed ``receive_count`` times: doubling, capped."""
+    return int(min(cap, base * 2 ** max(0, min(receive_count - 1, 16))))

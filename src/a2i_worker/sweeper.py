@@ -19,6 +19,12 @@ sweep takes the records that are due and:
 - Stopping for longer than ``stopping_timeout``, counted from when the loop entered
   Stopping (``phase_since``): resolved as ``stopped`` with a reason.
 
+While the events queue has a backlog (a receive came back full, or every slot was taken,
+within the last interval), a running loop's status event is most likely on its way:
+such loops are not Described but looked at again one interval later, for at most
+``backlog_hold`` from when their phase began (:func:`held_back`). Without a backlog
+(events lost, not late) nothing is held back.
+
 All calls go through the limiter's ``sweep`` class, so a sweep never starves starts.
 """
 
@@ -50,7 +56,7 @@ from a2i_worker.request.starter import Starter, StartResult
 if TYPE_CHECKING:
     from a2i_worker.metrics import Metrics
 
-__all__ = ["SweepConfig", "SweepReport", "Sweeper", "next_check_delay"]
+__all__ = ["SweepConfig", "SweepReport", "Sweeper", "held_back", "next_check_delay"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +77,9 @@ class SweepConfig:
     min_pause: timedelta = timedelta(seconds=1)
     #: How often to recount records by phase (a table scan on DynamoDB: not every sweep).
     recount_every: timedelta = timedelta(minutes=5)
+    #: Longest a running loop is left to its (queued) status event while the events
+    #: queue has a backlog, from when its phase began; None: 5 x ``interval``.
+    backlog_hold: timedelta | None = None
 
 
 @dataclass
@@ -81,6 +90,7 @@ class SweepReport:
     resolved: int = 0
     started: int = 0
     vanished: int = 0
+    held_back: int = 0
 
 
 def next_check_delay(age: timedelta, interval: timedelta, cap: timedelta) -> timedelta:
@@ -93,6 +103,15 @@ def next_check_delay(age: timedelta, interval: timedelta, cap: timedelta) -> tim
     if age < interval * 10:
         return interval
     return max(interval, min(cap, age / 4))
+
+
+def held_back(rec: LedgerRecord, now: datetime, *, backlogged: bool, hold: timedelta) -> bool:
+    """Leave a due, running loop to its status event (queued behind a backlog) this sweep:
+    only while there is a backlog, and only within ``hold`` of when its phase began."""
+    if not backlogged or rec.loop_status in TERMINAL_LOOP_STATUSES:
+        return False
+    since = rec.phase_since or rec.loop_created_at
+    return since is not None and now - since < hold
 
 
 class Sweeper:
@@ -109,6 +128,7 @@ class Sweeper:
         on_in_flight: Callable[[int], None] | None = None,
     ) -> None:
         self._ledger = ledger
+        self._events_backlogged: Callable[[float], bool] = lambda within: False
         self._a2i = gateway
         self._events = events
         self._starter = starter
@@ -120,6 +140,12 @@ class Sweeper:
         self.sweeps = 0
         self.last_report = SweepReport()
         self._last_count: datetime | None = None
+
+    def use_events_backlog(self, backlogged: Callable[[float], bool]) -> None:
+        """``backlogged(within)``: whether the events queue had a backlog in the last
+        ``within`` seconds (the events consumer's answer; the sweeper asks about the
+        last interval)."""
+        self._events_backlogged = backlogged
 
     async def run(self) -> None:
         while True:
@@ -174,6 +200,13 @@ class Sweeper:
         open_recs = [r for r in due if r.phase is Phase.OPEN]
         finished = [r for r in open_recs if r.loop_status in TERMINAL_LOOP_STATUSES]
         running = [r for r in open_recs if r.loop_status not in TERMINAL_LOOP_STATUSES]
+        if running and self._events_backlogged(self._cfg.interval.total_seconds()):
+            hold = self._cfg.backlog_hold or self._cfg.interval * 5
+            waiting = [r for r in running if held_back(r, now, backlogged=True, hold=hold)]
+            report.held_back = len(waiting)
+            for rec in waiting:
+                await self._ledger.reschedule(rec.request_id, now + self._cfg.interval)
+            running = [r for r in running if not held_back(r, now, backlogged=True, hold=hold)]
         async with anyio.create_task_group() as tg:
             for rec in starting:
                 tg.start_soon(self._resolve_starting, rec, report)
@@ -197,6 +230,7 @@ class Sweeper:
             resolved=report.resolved,
             started=report.started,
             vanished=report.vanished,
+            held_back=report.held_back,
         )
         return report
 

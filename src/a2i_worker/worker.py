@@ -101,6 +101,7 @@ class Worker:
             checks=self.checks,
         )
         self.requests, self.events_consumer = consumers.requests, consumers.events
+        self.sweeper.use_events_backlog(self.events_consumer.backlogged)
         self.gauges = Gauges(
             metrics=m,
             limiter=self.limiter,

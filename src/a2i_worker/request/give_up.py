@@ -9,11 +9,10 @@ from dataclasses import dataclass
 import structlog
 
 from a2i_worker.errors import PermanentError
-from a2i_worker.intake import backoff_visibility
 from a2i_worker.ledger.protocol import Ledger, Phase
 from a2i_worker.messages import parse_message
 from a2i_worker.request.rejecter import Rejecter, rejection_key
-from a2i_worker.sqs_types import SqsMessage, Verdict
+from a2i_worker.sqs_types import SqsMessage, Verdict, backoff_visibility
 
 __all__ = ["HandlerConfig", "retry_or_give_up"]
 
