@@ -74,7 +74,8 @@ class Outside:
             got = self.results.by_request.get(rid)
             return got[0] if got else None
 
-        found: dict[str, Any] = await wait_until(arrived, within, message=f"result of {rid}")
+        found: dict[str, Any] | None = await wait_until(arrived, within, message=f"result of {rid}")
+        assert found is not None
         return found
 
     async def read_dlq(self) -> list[dict[str, Any]]:
