@@ -73,11 +73,11 @@ def _deferred(h: Harness) -> float:
 async def test_cancel_while_the_loop_is_being_started_stops_it_once_it_exists(
     env: StackEndpoints, outside: Outside, tmp_path: Path
 ) -> None:
-    """StartHumanLoop takes 1.5 s (emulator latency): the cancel arrives while it is in
+    """StartHumanLoop takes 2 s (emulator latency): the cancel arrives while it is in
     flight, is noted, and the loop is stopped the moment it exists."""
     await outside.emulator.put_reviewers({"mode": "manual", "stop_delay": 0.1})
     await outside.emulator.put_faults(
-        {"operations": {"StartHumanLoop": {"latency_ms": [1500, 1500]}}}
+        {"operations": {"StartHumanLoop": {"latency_ms": [2000, 2000]}}}
     )
     rid = "start-1"
     name = loop_name(env.flow_definition_arn, rid, 1)
