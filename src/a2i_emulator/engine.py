@@ -125,6 +125,7 @@ class Emulator:
             aws_secret_access_key=settings.aws_secret_access_key,
             rng=self.rng,
             event_faults=lambda: self.faults.events,
+            output_faults=lambda: self.faults.outputs,
         )
         store = LoopStore(settings.region, settings.account_id, token_key)
         self.sagemaker = SageMakerOps(
@@ -195,6 +196,8 @@ class Emulator:
                 return 503
             if decision.status == 500:
                 counters.injected_errors += 1
+                if op_faults.error_code is not None:
+                    raise ApiError(op_faults.error_code, f"Injected {op_faults.error_code}.")
                 raise ApiError(internal_error_code(operation), "Injected internal server error.")
         try:
             result = self._admit_and_run(operation, path_params, query, body)
@@ -269,7 +272,13 @@ class Emulator:
         return self.quotas.to_json(ALL_OPERATIONS)
 
     def update_faults(self, patch: Any) -> dict[str, Any]:
-        self.faults = self._parse(lambda: self.faults.merged(patch, ALL_OPERATIONS))
+        faults: FaultConfig = self._parse(lambda: self.faults.merged(patch, ALL_OPERATIONS))
+        for op, op_faults in faults.operations.items():
+            code = op_faults.error_code
+            if code is not None and code not in declared_errors(op):
+                known = ", ".join(sorted(declared_errors(op)))
+                raise ControlError(400, f"{op} cannot answer {code}; it may answer: {known}")
+        self.faults = faults
         return self.faults.to_json(ALL_OPERATIONS)
 
     @staticmethod
@@ -310,6 +319,7 @@ class Emulator:
             "events": self.publisher.counters.events_json(),
             "outputs_written": self.publisher.counters.outputs_written,
             "output_errors": self.publisher.counters.output_errors,
+            "outputs_skipped": self.publisher.counters.outputs_skipped,
             "scheduled": len(self.loops.scheduler),
             "flow_definitions": len(self.sagemaker.flows),
             "human_task_uis": len(self.sagemaker.task_uis),

@@ -3,11 +3,18 @@
 JSON form (control API ``/_emulator/faults``; PUT merges per key)::
 
     {"events": {"drop": p, "duplicate": p, "delay": p, "delay_seconds": [lo, hi]},
-     "operations": {"<Op>": {"error_rate": p, "unavailable_rate": p, "latency_ms": [lo, hi]}}}
+     "operations": {"<Op>": {"error_rate": p, "error_code": "<Code>", "unavailable_rate": p,
+                             "latency_ms": [lo, hi]}},
+     "outputs": {"missing": p}}
 
-``error_rate`` answers InternalServerException (500); ``unavailable_rate`` (an extension)
-answers a bare 503 with no body, like a load balancer in front of the service. Unknown keys
-are refused (``ValueError`` naming the known ones).
+``error_rate`` answers ``error_code``: by default the service's internal error
+(InternalServerException, 500); any error the operation's model declares, or a common AWS
+error such as AccessDeniedException, can be named instead (the engine checks it), so a
+refusal A2I would decide (a role without permission) can be injected. ``unavailable_rate``
+(an extension) answers a bare 503 with no body, like a load balancer in front of the
+service. ``outputs.missing``: the chance that a Completed loop's output.json is never
+written although the loop completes and names it (a lifecycle rule or an operator deleted
+it). Unknown keys are refused (``ValueError`` naming the known ones).
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from typing import Any
 
 from a2i_emulator.strict import check_keys
 
-__all__ = ["EventDecision", "EventFaults", "FaultConfig", "OperationDecision", "OperationFaults"]
+__all__ = [
+    "EventDecision",
+    "EventFaults",
+    "FaultConfig",
+    "OperationDecision",
+    "OperationFaults",
+    "OutputFaults",
+]
 
 
 def _prob(obj: Mapping[str, Any], key: str, default: float) -> float:
@@ -99,20 +113,34 @@ class EventFaults:
         return EventDecision(False, copies, delay)
 
 
+def _code(obj: Mapping[str, Any], default: str | None) -> str | None:
+    if "error_code" not in obj:
+        return default
+    value = obj["error_code"]
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError("error_code must be an error code (a non-empty string) or null")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class OperationFaults:
     error_rate: float = 0.0
     unavailable_rate: float = 0.0
     latency_ms: tuple[float, float] = (0.0, 0.0)
+    #: What ``error_rate`` answers; None: the service's internal error.
+    error_code: str | None = None
 
     def merged(self, obj: Any) -> OperationFaults:
         if not isinstance(obj, Mapping):
             raise TypeError("operation faults must be an object")
-        check_keys(obj, ("error_rate", "unavailable_rate", "latency_ms"), "operation faults")
+        check_keys(
+            obj, ("error_rate", "error_code", "unavailable_rate", "latency_ms"), "operation faults"
+        )
         return OperationFaults(
             error_rate=_prob(obj, "error_rate", self.error_rate),
             unavailable_rate=_prob(obj, "unavailable_rate", self.unavailable_rate),
             latency_ms=_range(obj, "latency_ms", self.latency_ms),
+            error_code=_code(obj, self.error_code),
         )
 
     @property
@@ -122,6 +150,7 @@ class OperationFaults:
     def to_json(self) -> dict[str, Any]:
         return {
             "error_rate": self.error_rate,
+            "error_code": self.error_code,
             "unavailable_rate": self.unavailable_rate,
             "latency_ms": list(self.latency_ms),
         }
@@ -138,6 +167,24 @@ class OperationFaults:
         return OperationDecision(status, latency)
 
 
+@dataclass(frozen=True, slots=True)
+class OutputFaults:
+    #: Chance that a Completed loop's output.json is not written (the loop still names it).
+    missing: float = 0.0
+
+    def merged(self, obj: Any) -> OutputFaults:
+        if not isinstance(obj, Mapping):
+            raise TypeError("outputs must be an object")
+        check_keys(obj, ("missing",), "faults.outputs")
+        return OutputFaults(missing=_prob(obj, "missing", self.missing))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"missing": self.missing}
+
+    def skip_write(self, rng: random.Random) -> bool:
+        return bool(self.missing) and rng.random() < self.missing
+
+
 _NO_FAULTS = OperationFaults()
 
 
@@ -147,6 +194,7 @@ class FaultConfig:
 
     events: EventFaults = EventFaults()
     operations: Mapping[str, OperationFaults] = field(default_factory=dict)
+    outputs: OutputFaults = OutputFaults()
 
     def for_operation(self, operation: str) -> OperationFaults:
         return self.operations.get(operation, _NO_FAULTS)
@@ -155,8 +203,9 @@ class FaultConfig:
         """A new config with ``patch`` applied (ValueError on bad input, nothing applied)."""
         if not isinstance(patch, Mapping):
             raise TypeError("faults must be an object")
-        check_keys(patch, ("events", "operations"), "faults")
+        check_keys(patch, ("events", "operations", "outputs"), "faults")
         events = self.events.merged(patch["events"]) if "events" in patch else self.events
+        outputs = self.outputs.merged(patch["outputs"]) if "outputs" in patch else self.outputs
         ops = dict(self.operations)
         raw_ops = patch.get("operations", {})
         if not isinstance(raw_ops, Mapping):
@@ -168,10 +217,11 @@ class FaultConfig:
                 ops.pop(op, None)
             else:
                 ops[op] = self.for_operation(op).merged(raw)
-        return replace(self, events=events, operations=ops)
+        return replace(self, events=events, operations=ops, outputs=outputs)
 
     def to_json(self, operations: tuple[str, ...]) -> dict[str, Any]:
         return {
             "events": self.events.to_json(),
             "operations": {op: self.for_operation(op).to_json() for op in operations},
+            "outputs": self.outputs.to_json(),
         }

@@ -62,6 +62,7 @@ ALL_OPERATIONS: tuple[str, ...] = A2I_OPERATIONS + SAGEMAKER_OPERATIONS
 COMMON_ERRORS: Final = {
     # Errors every AWS service may answer without declaring them in its model
     # ("Common Errors" of the API references); the status codes are the documented ones.
+    "AccessDeniedException": 400,
     "ValidationException": 400,
     "ThrottlingException": 400,
     "UnknownOperationException": 400,

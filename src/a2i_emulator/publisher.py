@@ -3,7 +3,8 @@
 Both run as a few background tasks fed by in-memory queues, so API calls never wait on them.
 Promises:
 - :meth:`Publisher.write_output` puts output.json and then calls ``on_done(ok)`` once, after
-  up to three attempts; with no S3 endpoint configured it calls ``on_done(False)`` at once.
+  up to three attempts; with no S3 endpoint configured it calls ``on_done(False)`` at once;
+  when the output fault ``missing`` hits, it writes nothing and calls ``on_done(True)``.
 - :meth:`Publisher.emit` applies the configured event faults (drop, duplicate, delay — delayed
   events overtake later ones, which is the reorder) and sends the rest with ``PutEvents`` in
   batches of at most 10 entries. With no EventBridge endpoint events are counted as dropped.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aioboto3
 import structlog
 
-from a2i_emulator.faults import EventFaults
+from a2i_emulator.faults import EventFaults, OutputFaults
 from a2i_emulator.reviewers import iso_ms
 from a2i_emulator.store import Loop
 
@@ -95,6 +96,7 @@ class PublisherCounters:
     publish_errors: int = 0
     outputs_written: int = 0
     output_errors: int = 0
+    outputs_skipped: int = 0  # the ``outputs.missing`` fault: never written
 
     def events_json(self) -> dict[str, int]:
         return {
@@ -127,6 +129,7 @@ class Publisher:
         aws_secret_access_key: str,
         rng: random.Random,
         event_faults: Callable[[], EventFaults],
+        output_faults: Callable[[], OutputFaults] = OutputFaults,
     ) -> None:
         self._region = region
         self._account_id = account_id
@@ -137,6 +140,7 @@ class Publisher:
         self._secret = aws_secret_access_key
         self._rng = rng
         self._event_faults = event_faults
+        self._output_faults = output_faults
         self.counters = PublisherCounters()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._outputs: asyncio.Queue[_OutputJob] = asyncio.Queue()
@@ -206,6 +210,10 @@ class Publisher:
         if self._s3 is None:
             self.counters.output_errors += 1
             on_done(False)
+            return
+        if self._output_faults().skip_write(self._rng):
+            self.counters.outputs_skipped += 1
+            on_done(True)
             return
         self._outputs.put_nowait((bucket, key, body, on_done))
 
