@@ -64,10 +64,13 @@ __all__ = [
     "ActivationReason",
     "CancelRequest",
     "ContentClassifier",
+    "ContentClassifiers",
+    "FlowDefinitionArn",
     "MessageRejected",
     "Outcome",
     "ReviewRequest",
     "ReviewResult",
+    "RouteName",
     "Timings",
     "is_valid_request_id",
     "parse_message",
@@ -207,6 +210,7 @@ RequestId = Annotated[str, AfterValidator(_check_request_id)]
 FlowDefinitionArn = Annotated[str, AfterValidator(_check_arn)]
 RouteName = Annotated[str, AfterValidator(_check_route)]
 S3Uri = Annotated[str, AfterValidator(_check_s3_uri)]
+ContentClassifiers = Annotated[list[ContentClassifier], AfterValidator(_check_classifiers)]
 JsonObject = dict[str, Any]
 
 
@@ -231,9 +235,7 @@ class ReviewRequest(BaseModel):
     input_s3_uri: S3Uri | None = None
     prediction: Any = Field(default=None, description="What the rules look at.")
     rules: JsonObject | None = Field(default=None, description="Inline rules (raw).")
-    content_classifiers: Annotated[list[ContentClassifier], AfterValidator(_check_classifiers)] = (
-        Field(default_factory=list)
-    )
+    content_classifiers: ContentClassifiers = Field(default_factory=list)
     metadata: Annotated[JsonObject, AfterValidator(_check_metadata)] = Field(
         default_factory=dict, description="Opaque; passed through to the result."
     )
