@@ -55,7 +55,7 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.a2i import A2IGateway
 from a2i_worker.aws import A2I_SERVICE, AwsClientSettings, client_config
 from a2i_worker.ledger.protocol import StartPayload
-from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams
+from a2i_worker.limiting import AdaptiveLimiter, GateParams, QuotaGate, RateParams
 
 __all__ = [
     "CONTENDERS",

@@ -24,7 +24,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "aiohttp": ("aiohttp/",),
     "prometheus_client": ("prometheus_client/",),
     "rules": ("a2i_worker/rules/",),
-    "messages": ("a2i_worker/messages.py",),
+    "messages": ("a2i_worker/messages/",),
     "json": ("json/",),
     "asyncio/anyio": ("asyncio/", "anyio/"),
 }

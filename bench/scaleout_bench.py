@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from a2i_emulator.control import EmulatorControl
-from a2i_worker.ledger.dynamodb import create_table
+from a2i_worker.ledger.dynamodb_table import create_table
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import proc_stats
 from a2i_worker.local.stack import LocalStack, MotoSubprocess

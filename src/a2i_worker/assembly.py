@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from a2i_worker.a2i import A2IGateway
     from a2i_worker.aws import AwsClients
     from a2i_worker.ledger.protocol import Ledger
-    from a2i_worker.limiter import QuotaGate, ReceiveWindow
+    from a2i_worker.limiting import QuotaGate, ReceiveWindow
     from a2i_worker.metrics import Metrics
     from a2i_worker.queue_urls import QueueUrls
     from a2i_worker.results import Publisher

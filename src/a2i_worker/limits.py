@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams, ReceiveWindow
+from a2i_worker.limiting import AdaptiveLimiter, GateParams, QuotaGate, RateParams, ReceiveWindow
 from a2i_worker.settings import Settings
 
 __all__ = ["Limits", "limits_from_settings"]

@@ -89,7 +89,8 @@ async def iter_results(
     ledger: Ledger, since: datetime, until: datetime
 ) -> AsyncIterator[dict[str, Any]]:
     """Results of DONE/PUBLISHED records updated in ``[since, until)``."""
-    from a2i_worker.ledger.dynamodb import DynamoDbLedger, deserialize_value
+    from a2i_worker.ledger.dynamodb import DynamoDbLedger
+    from a2i_worker.ledger.dynamodb_table import from_attribute
     from a2i_worker.ledger.sqlite import SqliteLedger
 
     lo, hi = to_micros(since), to_micros(until)
@@ -127,7 +128,7 @@ async def iter_results(
         while True:
             page = await ledger.client.scan(**kwargs)
             for item in page.get("Items", []):
-                raw = deserialize_value(dict(item["result"])) if "result" in item else None
+                raw = from_attribute(dict(item["result"])) if "result" in item else None
                 if isinstance(raw, str):
                     yield json.loads(raw)
             start = page.get("LastEvaluatedKey")

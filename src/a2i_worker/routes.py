@@ -43,25 +43,36 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-import re
+import functools
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from a2i_worker.errors import ConfigError, PermanentError
 from a2i_worker.messages import (
     CONTENT_CLASSIFIERS,
-    FLOW_DEFINITION_ARN_PATTERN,
-    MAX_ARN_LENGTH,
-    ROUTE_NAME_PATTERN,
+    ContentClassifiers,
+    FlowDefinitionArn,
     ReviewRequest,
+    RouteName,
 )
 from a2i_worker.rules import RulesError, RuleSet, load_rules, load_rules_file
 
@@ -88,8 +99,25 @@ class BudgetPolicy(enum.StrEnum):
     REJECT = "reject"
 
 
-@dataclass(frozen=True)
-class Agreement:
+_FILE_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+def _jmespath(expr: str) -> str:
+    if not expr.strip():
+        raise PydanticCustomError("jmespath", "is required: a JMESPath expression")
+    try:
+        jmespath.compile(expr)
+    except JMESPathError as exc:
+        raise PydanticCustomError(
+            "jmespath", "is not valid JMESPath: {e}", {"e": str(exc)}
+        ) from None
+    return expr
+
+
+_JMESPath = Annotated[str, AfterValidator(_jmespath)]
+
+
+class Agreement(BaseModel):
     """How to compare the model's answer with the reviewers'.
 
     ``model`` is evaluated against the prediction, ``human`` against the first human
@@ -97,11 +125,18 @@ class Agreement:
     otherwise values agree when equal.
     """
 
-    model: str
-    human: str
-    tolerance: float | None
-    model_expr: ParsedResult = dataclasses.field(compare=False, repr=False)
-    human_expr: ParsedResult = dataclasses.field(compare=False, repr=False)
+    model_config = _FILE_CONFIG
+    model: _JMESPath
+    human: _JMESPath
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    @functools.cached_property
+    def model_expr(self) -> ParsedResult:
+        return jmespath.compile(self.model)
+
+    @functools.cached_property
+    def human_expr(self) -> ParsedResult:
+        return jmespath.compile(self.human)
 
 
 @dataclass(frozen=True)
@@ -146,11 +181,6 @@ class Routes(Mapping[str, Route]):
         for route in self._routes.values():
             self._by_arn.setdefault(route.flow_definition_arn, route)
 
-    @classmethod
-    def empty(cls, *, allow_unrouted: bool = True) -> Routes:
-        """No configured routes: every message must name a flow_definition_arn."""
-        return cls({}, allow_unrouted=allow_unrouted)
-
     def __getitem__(self, name: str) -> Route:
         return self._routes[name]
 
@@ -162,10 +192,6 @@ class Routes(Mapping[str, Route]):
 
     def __repr__(self) -> str:
         return f"Routes({list(self._routes)!r}, allow_unrouted={self.allow_unrouted})"
-
-    def for_arn(self, flow_definition_arn: str) -> Route | None:
-        """The first configured route on this flow definition, if any."""
-        return self._by_arn.get(flow_definition_arn)
 
     def resolve(self, req: ReviewRequest) -> Route:
         """The route a request is handled by, with the request's overrides applied.
@@ -207,192 +233,152 @@ class Routes(Mapping[str, Route]):
 
 
 # --------------------------------------------------------------------------- loading
+# The file's schema is pydantic models (as for messages and settings); their errors are
+# rewritten into sentences that name the file, the route and the field.
 
-_ROUTE_KEYS = frozenset(
-    {"flow_definition_arn", "rules", "content_classifiers", "mode", "agreement", "budget"}
-)
-_TOP_KEYS = frozenset({"routes", "allow_unrouted_flow_definitions"})
-
-
-class _Where:
-    """Builds ConfigErrors that name the file, the route and the field."""
-
-    def __init__(self, source: str, route: str | None = None) -> None:
-        self.source = source
-        self.route = route
-
-    def error(self, field: str | None, reason: str) -> ConfigError:
-        parts = [self.source]
-        if self.route is not None:
-            parts.append(f"route '{self.route}'")
-        if field is not None:
-            parts.append(f"field '{field}'")
-        return ConfigError(f"{': '.join(parts)}: {reason}")
+_CONDITION_POINTER = r"/Conditions/\d+(/(And|Or)/\d+){0,2}"
+_Limit = Annotated[int, Field(ge=1)]
 
 
-def _unknown_keys(
-    where: _Where, table: Mapping[str, Any], allowed: frozenset[str], at: str
-) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise where.error(
-            at or None,
-            f"unknown key(s) {', '.join(repr(k) for k in extra)}; "
-            f"allowed: {', '.join(sorted(allowed))}",
-        )
+class _BudgetTable(BaseModel):
+    model_config = _FILE_CONFIG
+    per_hour: _Limit | None = None
+    per_day: _Limit | None = None
+    policy: Literal["defer", "sample", "reject"] = "defer"
+    always: list[Annotated[str, StringConstraints(pattern=_CONDITION_POINTER)]] = []
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> _BudgetTable:
+        if self.per_hour is None and self.per_day is None:
+            raise PydanticCustomError("budget", "needs 'per_hour', 'per_day' or both")
+        return self
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+class _RouteTable(BaseModel):
+    model_config = _FILE_CONFIG
+    flow_definition_arn: FlowDefinitionArn
+    rules: RuleSet | None = None
+    content_classifiers: ContentClassifiers = []
+    mode: Literal["active", "shadow"] = "active"
+    agreement: Agreement | None = None
+    budget: _BudgetTable | None = None
 
-
-def _parse_agreement(where: _Where, table: Any) -> Agreement:
-    if not isinstance(table, dict):
-        raise where.error("agreement", "must be a table with 'model', 'human', 'tolerance'")
-    _unknown_keys(where, table, frozenset({"model", "human", "tolerance"}), "agreement")
-    compiled: dict[str, ParsedResult] = {}
-    for key in ("model", "human"):
-        expr = table.get(key)
-        if not isinstance(expr, str) or not expr.strip():
-            raise where.error(f"agreement.{key}", "is required: a JMESPath expression")
+    @field_validator("rules", mode="plain")
+    @classmethod
+    def _load_rules(cls, value: Any, info: ValidationInfo) -> RuleSet:
         try:
-            compiled[key] = jmespath.compile(expr)
-        except JMESPathError as exc:
-            raise where.error(f"agreement.{key}", f"is not valid JMESPath: {exc}") from None
-    tolerance = table.get("tolerance")
-    if tolerance is not None and (
-        not _number(tolerance) or not math.isfinite(tolerance) or tolerance < 0
-    ):
-        raise where.error("agreement.tolerance", "must be a number >= 0 (or absent for equality)")
-    return Agreement(
-        model=table["model"],
-        human=table["human"],
-        tolerance=None if tolerance is None else float(tolerance),
-        model_expr=compiled["model"],
-        human_expr=compiled["human"],
-    )
+            if isinstance(value, str):
+                path = Path(value)
+                return load_rules_file(
+                    path if path.is_absolute() else cast(Path, info.context) / path
+                )
+            if isinstance(value, dict):
+                return load_rules(value)
+        except RulesError as exc:
+            text = str(exc) if exc.source != "inline" else f"at '{exc.pointer}': {exc.reason}"
+            raise PydanticCustomError("rules", "{e}", {"e": text}) from None
+        raise PydanticCustomError("rules", "must be a path to a JSON rules file or an inline table")
 
-
-def _parse_budget(where: _Where, table: Any) -> Budget:
-    if not isinstance(table, dict):
-        raise where.error("budget", "must be a table with 'per_hour', 'per_day', 'policy'")
-    _unknown_keys(where, table, frozenset({"per_hour", "per_day", "policy", "always"}), "budget")
-    limits: dict[str, int | None] = {}
-    for key in ("per_hour", "per_day"):
-        value = table.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise where.error(f"budget.{key}", "must be a positive integer")
-        limits[key] = value
-    if limits["per_hour"] is None and limits["per_day"] is None:
-        raise where.error("budget", "needs 'per_hour', 'per_day' or both")
-    policy = table.get("policy", "defer")
-    if policy not in {p.value for p in BudgetPolicy}:
-        raise where.error("budget.policy", "must be one of: defer, sample, reject")
-    always = table.get("always", [])
-    if not isinstance(always, list) or not all(
-        isinstance(p, str) and _CONDITION_POINTER.fullmatch(p) for p in always
-    ):
-        raise where.error(
-            "budget.always",
-            'must be a list of JSON pointers to conditions, like "/Conditions/1" or '
-            '"/Conditions/0/And/1"',
-        )
-    return Budget(limits["per_hour"], limits["per_day"], BudgetPolicy(policy), tuple(always))
-
-
-_CONDITION_POINTER = re.compile(r"/Conditions/\d+(/(And|Or)/\d+){0,2}")
-
-
-def _check_always(where: _Where, budget: Budget, rules: RuleSet | None) -> None:
-    """Every ``always`` pointer must name a condition of the route's rules."""
-    for pointer in budget.always:
-        node: Any = rules.document if rules is not None else None
-        for token in pointer.split("/")[1:]:
-            if isinstance(node, dict):
-                node = node.get(token)
-            elif isinstance(node, list) and int(token) < len(node):
-                node = node[int(token)]
-            else:
+    @model_validator(mode="after")
+    def _always_names_conditions(self) -> _RouteTable:
+        for pointer in self.budget.always if self.budget else ():
+            node: Any = self.rules.document if self.rules is not None else None
+            try:
+                for token in pointer.split("/")[1:]:
+                    node = node[int(token) if isinstance(node, list) else token]
+            except (KeyError, IndexError, TypeError):
                 node = None
-        if not isinstance(node, dict):
-            raise where.error("budget.always", f"{pointer!r} names no condition of the rules")
+            if not isinstance(node, dict):
+                raise PydanticCustomError(
+                    "always",
+                    "field 'budget.always': {p} names no condition of the rules",
+                    {"p": repr(pointer)},
+                )
+        return self
 
 
-def _parse_rules(where: _Where, value: Any, base: Path) -> RuleSet:
-    try:
-        if isinstance(value, str):
-            path = Path(value)
-            return load_rules_file(path if path.is_absolute() else base / path)
-        if isinstance(value, dict):
-            return load_rules(value, source=f"{where.source}: route '{where.route}': rules")
-    except RulesError as exc:
-        raise where.error("rules", str(exc)) from None
-    raise where.error("rules", "must be a path to a JSON rules file or an inline table")
+class _RoutesFile(BaseModel):
+    model_config = _FILE_CONFIG
+    allow_unrouted_flow_definitions: bool = True
+    routes: dict[RouteName, _RouteTable] = {}
 
 
-def _parse_route(where: _Where, table: Any, base: Path) -> Route:
-    if not isinstance(table, dict):
-        raise where.error(None, "must be a table")
-    _unknown_keys(where, table, _ROUTE_KEYS, "")
-    arn = table.get("flow_definition_arn")
-    if not isinstance(arn, str) or len(arn) > MAX_ARN_LENGTH:
-        raise where.error("flow_definition_arn", "is required: a flow definition ARN")
-    if not FLOW_DEFINITION_ARN_PATTERN.fullmatch(arn):
-        raise where.error(
-            "flow_definition_arn",
-            "must look like arn:aws:sagemaker:<region>:<12-digit account>:flow-definition/<name>",
+#: Sentences for a field's errors other than missing/unknown (pydantic's are generic).
+_SENTENCES = {
+    "flow_definition_arn": "must look like arn:aws:sagemaker:<region>:<12-digit account>:"
+    "flow-definition/<name>",
+    "content_classifiers": f"must be a list without repeats of: {', '.join(CONTENT_CLASSIFIERS)}",
+    "mode": "must be 'active' or 'shadow'",
+    "agreement": "must be a table with 'model', 'human', 'tolerance'",
+    "budget.policy": "must be one of: defer, sample, reject",
+    "budget.always": 'must be a list of JSON pointers to conditions, like "/Conditions/1" or '
+    '"/Conditions/0/And/1"',
+    "allow_unrouted_flow_definitions": "must be true or false",
+    "routes": "must be a table of [routes.<name>] tables",
+    "budget.per_hour": "must be a positive integer",
+    "budget.per_day": "must be a positive integer",
+    "agreement.model": "must be a JMESPath expression",
+    "agreement.human": "must be a JMESPath expression",
+    "agreement.tolerance": "must be a number >= 0 (or absent for equality)",
+}
+#: Error types raised by this module's and the messages' validators: their text stands.
+_OWN_ERRORS = frozenset({"rules", "always", "jmespath", "budget", "invalid_arn"})
+_TABLES: dict[str, type[BaseModel]] = {
+    "": _RouteTable,
+    "agreement": Agreement,
+    "budget": _BudgetTable,
+}
+
+
+def _sentence(error: Mapping[str, Any]) -> str:
+    """One pydantic error as "route 'a': field 'budget.per_day': must be ..."."""
+    loc = list(error["loc"])
+    route = str(loc[1]) if len(loc) >= 2 and loc[0] == "routes" else None
+    rest = loc[2:] if route is not None else loc
+    if rest == ["[key]"]:
+        return f"route name {route!r}: {error['msg']}"
+    head = f"route '{route}': " if route is not None else ""
+    kind = error["type"]
+    if route is not None and not rest and kind in {"model_type", "dict_type"}:
+        return f"{head}must be a table"
+    field = ".".join(str(p) for p in rest if isinstance(p, str))
+    if kind == "extra_forbidden":
+        parent = ".".join(str(p) for p in rest[:-1])
+        model = _TABLES[parent] if route is not None else _RoutesFile
+        allowed = ", ".join(sorted(model.model_fields))
+        at = f"field '{parent}': " if parent else ""
+        return f"{head}{at}unknown key(s) '{rest[-1]}'; allowed: {allowed}"
+    if kind == "missing":
+        return f"{head}field '{field}': is required" + (
+            f"; it {_SENTENCES[field]}" if field in _SENTENCES else ""
         )
-    classifiers = table.get("content_classifiers", [])
-    if (
-        not isinstance(classifiers, list)
-        or any(c not in CONTENT_CLASSIFIERS for c in classifiers)
-        or len(set(classifiers)) != len(classifiers)
-    ):
-        raise where.error(
-            "content_classifiers",
-            f"must be a list without repeats of: {', '.join(CONTENT_CLASSIFIERS)}",
-        )
-    mode = table.get("mode", "active")
-    if mode not in {m.value for m in RouteMode}:
-        raise where.error("mode", "must be 'active' or 'shadow'")
-    budget = _parse_budget(where, table["budget"]) if "budget" in table else None
-    rules = _parse_rules(where, table["rules"], base) if "rules" in table else None
-    if budget is not None:
-        _check_always(where, budget, rules)
-    return Route(
-        name=where.route,
-        flow_definition_arn=arn,
-        rules=rules,
-        content_classifiers=tuple(classifiers),
-        mode=RouteMode(mode),
-        agreement=_parse_agreement(where, table["agreement"]) if "agreement" in table else None,
-        budget=budget,
-    )
+    reason = error["msg"] if kind in _OWN_ERRORS else _SENTENCES.get(field, error["msg"])
+    return f"{head}field '{field}': {reason}" if field and kind != "always" else head + reason
 
 
 def parse_routes(doc: Mapping[str, Any], *, source: str, base_dir: Path) -> Routes:
     """Build :class:`Routes` from a parsed TOML document; rule paths resolve against
     ``base_dir``. Raises :class:`ConfigError` naming ``source``, the route and the field."""
-    where = _Where(source)
-    _unknown_keys(where, doc, _TOP_KEYS, "")
-    allow = doc.get("allow_unrouted_flow_definitions", True)
-    if not isinstance(allow, bool):
-        raise where.error("allow_unrouted_flow_definitions", "must be true or false")
-    tables = doc.get("routes", {})
-    if not isinstance(tables, dict):
-        raise where.error("routes", "must be a table of [routes.<name>] tables")
+    try:
+        parsed = _RoutesFile.model_validate(doc, context=base_dir)
+    except ValidationError as exc:
+        sentences = [_sentence(e) for e in exc.errors(include_url=False)]
+        raise ConfigError(f"{source}: {'; '.join(sentences)}") from None
     routes: dict[str, Route] = {}
-    for name, table in tables.items():
-        if not ROUTE_NAME_PATTERN.fullmatch(name):
-            raise where.error(
-                None,
-                f"route name {name!r} must be 1-128 letters, digits, '_', '.', '-', "
-                "starting with a letter or digit",
-            )
-        routes[name] = _parse_route(_Where(source, name), table, base_dir)
-    return Routes(routes, allow_unrouted=allow)
+    for name, t in parsed.routes.items():
+        b = t.budget
+        routes[name] = Route(
+            name=name,
+            flow_definition_arn=t.flow_definition_arn,
+            rules=t.rules,
+            content_classifiers=tuple(t.content_classifiers),
+            mode=RouteMode(t.mode),
+            agreement=t.agreement,
+            budget=None
+            if b is None
+            else Budget(b.per_hour, b.per_day, BudgetPolicy(b.policy), tuple(b.always)),
+        )
+    return Routes(routes, allow_unrouted=parsed.allow_unrouted_flow_definitions)
 
 
 def load_routes(path: str | Path) -> Routes:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 if TYPE_CHECKING:
     from a2i_worker.health import Readiness
     from a2i_worker.intake import QueueConsumer
-    from a2i_worker.limiter import AdaptiveLimiter, QuotaGate
+    from a2i_worker.limiting import AdaptiveLimiter, QuotaGate
     from a2i_worker.metrics import Metrics
 
 __all__ = ["DependencyChecks", "Gauges"]

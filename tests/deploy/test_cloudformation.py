@@ -11,7 +11,7 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]  # no types-PyYAML in dev deps
 from cfnlint.api import ManualArgs, lint_file
 
-from a2i_worker.ledger import dynamodb as ledger_dynamodb
+from a2i_worker.ledger import dynamodb_table as ledger_table
 
 from .cfn import TEMPLATE, load_template
 from .dockerfile import read_dockerfile
@@ -118,7 +118,7 @@ def test_ledger_table_is_the_schema_the_dynamodb_ledger_expects(
     resources: dict[str, Any],
 ) -> None:
     props = _props(resources, "LedgerTable")
-    expected = ledger_dynamodb.TABLE_DEFINITION
+    expected = ledger_table.TABLE_DEFINITION
 
     def by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
         return {item[key]: item for item in items}
@@ -131,7 +131,7 @@ def test_ledger_table_is_the_schema_the_dynamodb_ledger_expects(
     assert by_name(props["GlobalSecondaryIndexes"], "IndexName") == by_name(
         expected["GlobalSecondaryIndexes"], "IndexName"
     )
-    assert props["TimeToLiveSpecification"]["AttributeName"] == ledger_dynamodb.TTL_ATTRIBUTE
+    assert props["TimeToLiveSpecification"]["AttributeName"] == ledger_table.TTL_ATTRIBUTE
 
 
 def test_stop_timeout_exceeds_every_allowed_shutdown_grace(

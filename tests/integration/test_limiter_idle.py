@@ -21,7 +21,7 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.a2i import A2IGateway
 from a2i_worker.aws import AwsClients
 from a2i_worker.ledger.protocol import StartPayload
-from a2i_worker.limiter import AdaptiveLimiter, GateParams, QuotaGate, RateParams
+from a2i_worker.limiting import AdaptiveLimiter, GateParams, QuotaGate, RateParams
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.naming import loop_name
 

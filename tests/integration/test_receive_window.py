@@ -14,7 +14,7 @@ import anyio
 from a2i_worker.aws import AwsClients
 from a2i_worker.enqueue import send_batches
 from a2i_worker.intake import MessageBatcher, QueueConsumer, SqsMessage, Verdict
-from a2i_worker.limiter import ReceiveWindow
+from a2i_worker.limiting import ReceiveWindow
 from a2i_worker.local.endpoints import StackEndpoints
 from helpers import wait_until
 

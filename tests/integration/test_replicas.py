@@ -18,7 +18,7 @@ from harness import ResultsReader, write_routes
 from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
 from a2i_worker.enqueue import send_batches
-from a2i_worker.ledger.dynamodb import create_table
+from a2i_worker.ledger.dynamodb_table import create_table
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
 from helpers import wait_until

@@ -17,7 +17,8 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
 from a2i_worker.budget import BudgetWindow, windows
 from a2i_worker.budget_store import DynamoDbBudgetStore, SqliteBudgetStore
-from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
+from a2i_worker.ledger.dynamodb import DynamoDbLedger
+from a2i_worker.ledger.dynamodb_table import create_table
 from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
 from a2i_worker.local.endpoints import StackEndpoints

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from a2i_worker.limiter import GateParams, QuotaGate
+from a2i_worker.limiting import GateParams, QuotaGate
 
 QUOTA = 60
 RATE = 20.0

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from a2i_worker.limiter import (
+from a2i_worker.limiting import (
     AdaptiveLimiter,
     RateParams,
     TunableLimiter,
@@ -65,6 +65,24 @@ async def test_deep_cut_does_not_stall_the_bucket() -> None:
     async with asyncio.timeout(1.0):
         await bucket.acquire()
     assert loop.time() - t0 < 0.5  # ~0.05 s (1/20); 2.5 s without the cap
+
+
+async def test_waiters_go_in_order_and_a_cancelled_one_does_not_stall_the_rest() -> None:
+    bucket = TunableLimiter(rate=200.0)  # one token per 5 ms
+    await bucket.acquire()
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await bucket.acquire()
+        order.append(i)
+
+    tasks = [asyncio.create_task(waiter(i)) for i in range(4)]
+    await asyncio.sleep(0)  # all four queue behind the empty bucket
+    tasks[0].cancel()  # the first in line, asleep on its timer
+    tasks[2].cancel()  # one further back, waiting for its turn
+    async with asyncio.timeout(1.0):
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == [1, 3]
 
 
 async def test_bucket_paces_at_the_set_rate() -> None:

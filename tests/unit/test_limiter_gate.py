@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable
 
-from a2i_worker.limiter import GateParams, QuotaGate
+from a2i_worker.limiting import GateParams, QuotaGate
 
 
 async def eventually(cond: Callable[[], bool], within: float = 2.0) -> None:

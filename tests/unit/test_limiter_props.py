@@ -14,7 +14,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from a2i_worker.limiter import AdaptiveLimiter, AdaptiveRate, RateMeter, RateParams
+from a2i_worker.limiting import AdaptiveLimiter, AdaptiveRate, RateMeter, RateParams
 
 DAY = 86_400.0
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from a2i_worker.limiter import AdaptiveRate, RateMeter, RateParams
+from a2i_worker.limiting import AdaptiveRate, RateMeter, RateParams
 
 
 class ServerBucket:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from a2i_worker.limiter import AdaptiveRate, RateParams
+from a2i_worker.limiting import AdaptiveRate, RateParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

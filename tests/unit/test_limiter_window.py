@@ -9,7 +9,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from a2i_worker.limiter import AdaptiveLimiter, RateParams, ReceiveWindow
+from a2i_worker.limiting import AdaptiveLimiter, RateParams, ReceiveWindow
 
 
 async def eventually(cond: Callable[[], bool], within: float = 2.0) -> None:

@@ -3,7 +3,7 @@
 The source is read, not run: every ``PermanentError(code, …)``, ``MessageRejected(code,
 …)`` and ``_RejectError(code, …)`` in src/a2i_worker names its code as a string literal,
 or as a local variable assigned from literals (``code = "a" if … else "b"``); pydantic
-error types map to codes through ``messages._CODE_BY_ERROR_TYPE`` (default
+error types map to codes through ``messages._parse._CODE_BY_ERROR_TYPE`` (default
 ``invalid_field``). docs/messages.md's table is generated from the registry (``make
 docs``), so a code added to the source without a registry entry fails here, not in a
 consumer's switch statement.
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import a2i_worker
-from a2i_worker import messages
+from a2i_worker.messages import _parse as messages_parse
 from a2i_worker.rejection_codes import REJECTION_CODES
 
 SOURCE = Path(a2i_worker.__file__).parent
@@ -105,7 +105,7 @@ def raised_codes() -> set[str]:
     codes: set[str] = set()
     for tree in trees:
         codes |= _codes_in(tree, passing)
-    codes |= set(messages._CODE_BY_ERROR_TYPE.values()) | {"invalid_field"}
+    codes |= set(messages_parse._CODE_BY_ERROR_TYPE.values()) | {"invalid_field"}
     return codes
 
 

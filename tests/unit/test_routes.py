@@ -125,6 +125,11 @@ def test_empty_file_has_no_routes(tmp_path: Path) -> None:
             'policy = "drop"\n',
             ["budget.policy", "defer, sample, reject"],
         ),
+        (
+            f'[routes.a]\nflow_definition_arn = "{ARN}"\n[routes.a.budget]\nper_hour = true\n',
+            ["budget.per_hour", "positive"],
+        ),
+        ("[routes]\na = 1\n", ["route 'a'", "must be a table"]),
         (f'[routes."bad name"]\nflow_definition_arn = "{ARN}"\n', ["'bad name'"]),
         ("allow_unrouted_flow_definitions = 'yes'\n", ["allow_unrouted_flow_definitions"]),
         ("route = 1\n", ["unknown key", "'route'"]),
@@ -140,6 +145,22 @@ def test_errors_name_file_route_and_field(tmp_path: Path, body: str, needles: li
     assert str(path) in message
     for needle in needles:
         assert needle in message
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
+    body = (
+        f'[routes.a]\nflow_definition_arn = "{ARN}"\nmode = "loud"\n'
+        "[routes.b]\n"
+        '[routes.b.rules]\nConditions = "x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_routes(write(tmp_path, body))
+    message = str(info.value)
+    assert "route 'a': field 'mode': must be 'active' or 'shadow'" in message
+    assert "route 'b': field 'flow_definition_arn': is required" in message
+    # Inline rules: the pointer and reason, without the file and route a second time.
+    assert "route 'b': field 'rules': at '/Conditions': " in message
+    assert message.count(str(tmp_path)) == 1
 
 
 def test_missing_file(tmp_path: Path) -> None:

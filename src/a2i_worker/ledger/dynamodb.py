@@ -1,15 +1,7 @@
 """DynamoDB ledger, shared by many replicas: one table, conditional writes only.
 
-Key design (the exact definition is :data:`TABLE_DEFINITION`; docs/ledger.md has it
-for the CloudFormation template):
-
-- table key ``request_id`` (S); one item per request;
-- GSI ``by_loop``: ``loop_name`` -> keys, for status events and Describe answers;
-- GSI ``due`` (sparse, STARTING/OPEN only): ``due_shard`` (N, crc32(request_id) mod
-  shards) + ``due_at`` (N, µs) -> keys, for the sweeper;
-- GSI ``done`` (sparse, DONE only): ``done_shard`` + ``done_at`` -> keys, the outbox;
-- GSI ``open`` (sparse, OPEN with a non-terminal loop): ``open_flow`` (S) +
-  ``open_sort`` (N, loop creation µs) -> keys + ``loop_created_at``, for List sweeps.
+The table, its key design and the item encoding are in
+:mod:`a2i_worker.ledger.dynamodb_table`.
 
 Every transition is GetItem(ConsistentRead) -> :mod:`a2i_worker.ledger.transitions`
 -> UpdateItem of the changed attributes with ``ConditionExpression version = :read``;
@@ -19,7 +11,9 @@ ConsistentRead and re-checked before a record is returned.
 
 The InputContent is stored zlib-compressed (``input_z``, B). An item still larger
 than DynamoDB's 400 KB after that raises :class:`PermanentError`
-(``ledger_item_too_large``): such inputs belong in S3 (``input_s3_uri``).
+(``ledger_item_too_large``): such inputs belong in S3 (``input_s3_uri``). Writes that
+add the input or the result are measured before they are sent; DynamoDB's own refusal
+has no code of its own (a ValidationException), so the item is measured then too.
 PUBLISHED items get ``expires_at`` (epoch seconds) for DynamoDB TTL.
 """
 
@@ -34,87 +28,32 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from a2i_worker.errors import ConfigError, PermanentError, TransientError
+from a2i_worker.errors import ConfigError, TransientError
 from a2i_worker.ledger import codec, transitions
 from a2i_worker.ledger.base import TransitionLedger
-from a2i_worker.ledger.protocol import (
-    Claim,
-    ClaimOutcome,
-    LedgerRecord,
-    Phase,
+from a2i_worker.ledger.dynamodb_table import (
+    INDEX_NAMES,
+    TTL_ATTRIBUTE,
+    check_size,
+    error_code,
+    from_item,
+    to_item,
+    update_arguments,
 )
+from a2i_worker.ledger.protocol import Claim, ClaimOutcome, LedgerRecord, Phase
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 else:
     DynamoDBClient = Any
 
-__all__ = [
-    "DEFAULT_SHARDS",
-    "MAX_ITEM_BYTES",
-    "TABLE_DEFINITION",
-    "DynamoDbLedger",
-    "create_table",
-    "deserialize_value",
-    "item_size",
-]
+__all__ = ["DEFAULT_SHARDS", "DynamoDbLedger"]
 
 log = structlog.get_logger(__name__)
 
-#: DynamoDB's item size limit (names + values).
-MAX_ITEM_BYTES = 400 * 1024
 #: Partitions of the sparse ``due`` and ``done`` indexes (spreads hot index writes).
 DEFAULT_SHARDS = 4
 _BATCH_GET = 100
-
-#: CreateTable arguments, minus TableName: the schema every deployment must match.
-TABLE_DEFINITION: dict[str, Any] = {
-    "BillingMode": "PAY_PER_REQUEST",
-    "AttributeDefinitions": [
-        {"AttributeName": "request_id", "AttributeType": "S"},
-        {"AttributeName": "loop_name", "AttributeType": "S"},
-        {"AttributeName": "due_shard", "AttributeType": "N"},
-        {"AttributeName": "due_at", "AttributeType": "N"},
-        {"AttributeName": "done_shard", "AttributeType": "N"},
-        {"AttributeName": "done_at", "AttributeType": "N"},
-        {"AttributeName": "open_flow", "AttributeType": "S"},
-        {"AttributeName": "open_sort", "AttributeType": "N"},
-    ],
-    "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": "by_loop",
-            "KeySchema": [{"AttributeName": "loop_name", "KeyType": "HASH"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        },
-        {
-            "IndexName": "due",
-            "KeySchema": [
-                {"AttributeName": "due_shard", "KeyType": "HASH"},
-                {"AttributeName": "due_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        },
-        {
-            "IndexName": "done",
-            "KeySchema": [
-                {"AttributeName": "done_shard", "KeyType": "HASH"},
-                {"AttributeName": "done_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        },
-        {
-            "IndexName": "open",
-            "KeySchema": [
-                {"AttributeName": "open_flow", "KeyType": "HASH"},
-                {"AttributeName": "open_sort", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["loop_created_at"]},
-        },
-    ],
-}
-_INDEX_NAMES = frozenset(g["IndexName"] for g in TABLE_DEFINITION["GlobalSecondaryIndexes"])
-TTL_ATTRIBUTE = "expires_at"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _T = TypeVar("_T")
@@ -122,78 +61,6 @@ _T = TypeVar("_T")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _serialize(value: str | int | bytes) -> dict[str, Any]:
-    """One codec value as a DynamoDB AttributeValue (the codec only produces S, N, B)."""
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, bytes):
-        return {"B": value}
-    return {"N": str(value)}
-
-
-def deserialize_value(value: dict[str, Any]) -> codec.Value:
-    if "S" in value:
-        return str(value["S"])
-    if "N" in value:
-        return int(value["N"])
-    if "B" in value:
-        return bytes(value["B"])
-    if value.get("NULL"):
-        return None
-    raise ValueError(f"unexpected attribute type in ledger item: {sorted(value)}")
-
-
-def _to_item(row: codec.Row) -> dict[str, Any]:
-    return {k: _serialize(v) for k, v in row.items() if v is not None}
-
-
-async def _from_item(item: dict[str, Any]) -> LedgerRecord:
-    return await codec.from_row_async({k: deserialize_value(v) for k, v in item.items()})
-
-
-def _value_size(value: codec.Value) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    if isinstance(value, bytes):
-        return len(value)
-    return 21  # numbers: at most 21 bytes
-
-
-def item_size(row: codec.Row) -> int:
-    """DynamoDB's size of an item: attribute names plus values (absent ones excluded)."""
-    return sum(len(k) + _value_size(v) for k, v in row.items() if v is not None)
-
-
-async def create_table(
-    client: DynamoDBClient, table_name: str, *, ttl: bool = True, wait: bool = True
-) -> None:
-    """Create the ledger table (idempotent): for the local stack and tests.
-
-    Production tables come from deploy/ (CloudFormation) with the same definition.
-    """
-    try:
-        await client.create_table(TableName=table_name, **TABLE_DEFINITION)
-    except ClientError as exc:
-        if _error_code(exc) != "ResourceInUseException":
-            raise
-    if wait:
-        waiter = client.get_waiter("table_exists")
-        await waiter.wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    if ttl:
-        try:
-            await client.update_time_to_live(
-                TableName=table_name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-            )
-        except ClientError as exc:  # already enabled
-            if _error_code(exc) != "ValidationException":
-                raise
 
 
 class DynamoDbLedger(TransitionLedger):
@@ -232,10 +99,10 @@ class DynamoDbLedger(TransitionLedger):
         try:
             desc = (await self._client.describe_table(TableName=self.table_name))["Table"]
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 raise ConfigError(
                     f"ledger table {self.table_name!r} does not exist; deploy it (deploy/) "
-                    "or create it with a2i_worker.ledger.dynamodb.create_table"
+                    "or create it with a2i_worker.ledger.dynamodb_table.create_table"
                 ) from exc
             raise ConfigError(f"ledger table {self.table_name!r}: {exc}") from exc
         except BotoCoreError as exc:
@@ -246,7 +113,7 @@ class DynamoDbLedger(TransitionLedger):
                 f"ledger table {self.table_name!r}: key schema is {keys}, expected request_id HASH"
             )
         present = {g["IndexName"] for g in desc.get("GlobalSecondaryIndexes", [])}
-        missing = sorted(_INDEX_NAMES - present)
+        missing = sorted(INDEX_NAMES - present)
         if missing:
             raise ConfigError(
                 f"ledger table {self.table_name!r}: missing global secondary indexes {missing}"
@@ -257,11 +124,8 @@ class DynamoDbLedger(TransitionLedger):
         """Nothing to release: the client belongs to the caller."""
 
     async def ping(self) -> None:
-        await self._call(
-            lambda: self._client.get_item(
-                TableName=self.table_name, Key={"request_id": {"S": "__ping__"}}
-            )
-        )
+        key = {"request_id": {"S": "__ping__"}}
+        await self._call(lambda: self._client.get_item(TableName=self.table_name, Key=key))
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -270,11 +134,7 @@ class DynamoDbLedger(TransitionLedger):
         try:
             return await fn()
         except ClientError as exc:
-            code = _error_code(exc)
-            if code == "ValidationException" and "size" in str(exc).lower():
-                raise PermanentError(
-                    "ledger_item_too_large", f"the ledger record exceeds DynamoDB limits: {exc}"
-                ) from exc
+            code = error_code(exc)
             if code in {"ConditionalCheckFailedException", "ValidationException"}:
                 raise
             raise TransientError(f"ledger table {self.table_name!r}: {code}") from exc
@@ -297,53 +157,29 @@ class DynamoDbLedger(TransitionLedger):
             return await asyncio.to_thread(self._row, record, with_input=True)
         return self._row(record, with_input=with_input)
 
-    @staticmethod
-    def _check_size(row: codec.Row) -> None:
-        size = item_size(row)
-        if size > MAX_ITEM_BYTES:
-            raise PermanentError(
-                "ledger_item_too_large",
-                f"the ledger record would be {size} bytes after compressing the input; "
-                f"DynamoDB allows {MAX_ITEM_BYTES}. Send large inputs as input_s3_uri.",
-            )
-
     async def _write(self, old: LedgerRecord, new: LedgerRecord) -> bool:
         with_input = old.payload != new.payload
         old_row = self._row(old, with_input=False)
         new_row = await self._full_row(new, with_input=with_input)
         if with_input:
-            self._check_size(new_row)
+            check_size(new_row)
         elif old.result != new.result:
-            self._check_size(await self._full_row(new, with_input=True))
+            check_size(await self._full_row(new, with_input=True))
         changes = {k: v for k, v in new_row.items() if k == "input_z" or old_row.get(k) != v}
-        names: dict[str, str] = {"#version": "version"}
-        values: dict[str, Any] = {":read_version": {"N": str(old.version)}}
-        sets: list[str] = []
-        removes: list[str] = []
-        for i, (name, value) in enumerate(changes.items()):
-            names[f"#a{i}"] = name
-            if value is None:
-                removes.append(f"#a{i}")
-            else:
-                values[f":v{i}"] = _serialize(value)
-                sets.append(f"#a{i} = :v{i}")
-        expression = ("SET " + ", ".join(sets)) if sets else ""
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
         try:
             await self._call(
                 lambda: self._client.update_item(
                     TableName=self.table_name,
                     Key={"request_id": {"S": old.request_id}},
-                    UpdateExpression=expression.strip(),
                     ConditionExpression="#version = :read_version",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
+                    **update_arguments(changes, read_version=old.version),
                 )
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
+            if error_code(exc) == "ValidationException" and not with_input:
+                check_size(await self._full_row(new, with_input=True))
             raise
         return True
 
@@ -364,9 +200,6 @@ class DynamoDbLedger(TransitionLedger):
                 return items
             kwargs["ExclusiveStartKey"] = start
 
-    async def _query_keys(self, **kwargs: Any) -> list[dict[str, Any]]:
-        return await self._paged("query", **kwargs)
-
     async def _get_many(self, request_ids: Sequence[str]) -> dict[str, LedgerRecord]:
         """Consistent reads of many records (BatchGetItem, unprocessed keys retried)."""
         found: dict[str, LedgerRecord] = {}
@@ -382,7 +215,7 @@ class DynamoDbLedger(TransitionLedger):
                     RequestItems={self.table_name: {"Keys": pending, "ConsistentRead": True}},
                 )
                 for item in answer.get("Responses", {}).get(self.table_name, []):
-                    record = await _from_item(item)
+                    record = await codec.from_row_async(from_item(item))
                     found[record.request_id] = record
                 pending = list(
                     answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
@@ -403,10 +236,11 @@ class DynamoDbLedger(TransitionLedger):
             )
         )
         item = answer.get("Item")
-        return None if item is None else await _from_item(dict(item))
+        return None if item is None else await codec.from_row_async(from_item(dict(item)))
 
     async def get_by_loop(self, loop_name: str) -> LedgerRecord | None:
-        hits = await self._query_keys(
+        hits = await self._paged(
+            "query",
             IndexName="by_loop",
             KeyConditionExpression="loop_name = :n",
             ExpressionAttributeValues={":n": {"S": loop_name}},
@@ -428,7 +262,8 @@ class DynamoDbLedger(TransitionLedger):
             if upper is not None:
                 condition += f" AND {sort_attr} <= :u"
                 values[":u"] = {"N": str(upper)}
-            items = await self._query_keys(
+            items = await self._paged(
+                "query",
                 IndexName=index,
                 KeyConditionExpression=condition,
                 ExpressionAttributeValues=values,
@@ -480,7 +315,8 @@ class DynamoDbLedger(TransitionLedger):
     ) -> list[LedgerRecord]:
         if limit <= 0:
             return []
-        hits = await self._query_keys(
+        hits = await self._paged(
+            "query",
             IndexName="open",
             KeyConditionExpression="open_flow = :f",
             ExpressionAttributeValues={":f": {"S": flow_definition_arn}},
@@ -538,17 +374,19 @@ class DynamoDbLedger(TransitionLedger):
             record = then(record) or record
         row = await self._full_row(record, with_input=True)
         if record.payload is not None or record.result is not None:
-            self._check_size(row)
+            check_size(row)
         try:
             await self._call(
                 lambda: self._client.put_item(
                     TableName=self.table_name,
-                    Item=_to_item(row),
+                    Item=to_item(row),
                     ConditionExpression="attribute_not_exists(request_id)",
                 )
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) == "ValidationException":
+                check_size(row)
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
         else:
             return Claim(ClaimOutcome.NEW, record)

@@ -1,6 +1,7 @@
 """Adaptive rate limiting per operation class and the quota gate on loops in flight.
 
-``a2i_worker.limiter`` re-exports this package's public API; import from there.
+The public API is this package's ``__all__``: import from ``a2i_worker.limiting``, not from
+its modules. docs/limiter.md explains the algorithm and its parameters.
 """
 
 from __future__ import annotations

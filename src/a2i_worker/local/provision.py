@@ -191,6 +191,6 @@ async def provision_environment(
 
 async def provision_dynamodb_ledger(dynamodb: DynamoDBClient, table: str) -> None:
     """Create the DynamoDB ledger table (idempotent) with the ledger module's own schema."""
-    from a2i_worker.ledger.dynamodb import create_table
+    from a2i_worker.ledger.dynamodb_table import create_table
 
     await create_table(dynamodb, table)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from a2i_worker.ledger.dynamodb import DynamoDbLedger, create_table
+from a2i_worker.ledger.dynamodb import DynamoDbLedger
+from a2i_worker.ledger.dynamodb_table import create_table
 from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
 from a2i_worker.local import LocalStack

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from a2i_worker.errors import ConfigError, PermanentError
-from a2i_worker.ledger import transitions
-from a2i_worker.ledger.dynamodb import (
+from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger.dynamodb import DynamoDbLedger
+from a2i_worker.ledger.dynamodb_table import (
     MAX_ITEM_BYTES,
     TABLE_DEFINITION,
-    DynamoDbLedger,
     create_table,
+    item_size,
 )
 from a2i_worker.ledger.protocol import ClaimOutcome, LedgerRecord, Phase, StartPayload
 
@@ -148,3 +149,43 @@ async def test_items_carry_sparse_index_keys_and_ttl(dynamodb_client: Any, table
     assert rec.updated_at is not None
     expected = int((rec.updated_at + timedelta(days=7)).timestamp())
     assert int(item["expires_at"]["N"]) == expected
+
+
+async def test_a_small_write_dynamodb_refuses_for_size_is_a_permanent_error(
+    dynamodb_client: Any, table_name: str
+) -> None:
+    """An item just under the limit, then a write that only adds a long loop ARN: the
+    ledger does not measure that write, DynamoDB refuses it (a bare ValidationException),
+    and the ledger tells it apart by measuring the item, not by the message's words.
+
+    The bulk is a string (the context), not the compressed input: moto counts binary
+    values at their base64 length, AWS at their byte length; strings both count alike."""
+    ledger = DynamoDbLedger(table_name, dynamodb_client)
+    await ledger.open()
+    await ledger.claim("r1", "fp", route=None, received_at=T0)
+
+    def started(blob: str) -> dict[str, Any]:
+        return {
+            "expected": [Phase.RECEIVED],
+            "attempt": 1,
+            "loop_name": "l1",
+            "decision": None,
+            "context": {"blob": blob},
+            "payload": StartPayload("arn:flow", "{}"),
+            "next_check_at": T0,
+        }
+
+    rec = transitions.new_record("r1", "fp", route=None, received_at=T0)
+    bare = transitions.start(rec, now=T0, **started(""))
+    assert bare is not None
+    # moto refuses above 405,000 bytes, AWS above 409,600: stay under both, then go over.
+    blob = "x" * (MAX_ITEM_BYTES - 10_000 - item_size(codec.to_row(bare)))
+    assert await ledger.mark_starting("r1", **started(blob))
+    with pytest.raises(PermanentError) as info:
+        await ledger.mark_open(
+            "r1", loop_name="l1", loop_arn="a" * 16_384, loop_created_at=T0, next_check_at=T0
+        )
+    assert info.value.code == "ledger_item_too_large"
+    assert "input_s3_uri" in info.value.reason
+    # Not checked: what is stored after the refusal. AWS writes nothing; moto 5.2.5 keeps
+    # the attributes it set before it noticed the size (its update is not atomic there).
