@@ -3,7 +3,9 @@
 - ``/livez``: the event loop answers. Nothing else: a liveness probe that checks
   dependencies would restart healthy pods during an AWS outage.
 - ``/readyz``: 200 only when started, not draining, and every dependency
-  (SQS, A2I, ledger) answered its last check; otherwise 503 with the reasons.
+  (:mod:`a2i_worker.preflight`: each queue, each route's flow definition and output
+  bucket, the ledger, A2I) passed its last check; otherwise 503 with the reasons,
+  one per failing dependency (``"results_queue: does not exist (…)"``).
 - ``/metrics``: Prometheus text format.
 """
 
@@ -21,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from a2i_worker.classify import classify
 from a2i_worker.metrics import Metrics
+from a2i_worker.preflight import DependencyError
 
 __all__ = ["DependencyCheck", "HealthServer", "Readiness"]
 
@@ -103,6 +106,10 @@ class HealthServer:
             try:
                 with anyio.fail_after(self._timeout):
                     await check()
+            except DependencyError as exc:
+                failures[name] = exc.reason
+            except TimeoutError:
+                failures[name] = f"no answer within {self._timeout:g} s"
             except Exception as exc:
                 failures[name] = classify(exc).code or type(exc).__name__
         if failures != self.readiness.failures:
