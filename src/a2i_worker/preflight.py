@@ -91,7 +91,8 @@ class Dependency:
 
 
 def _reason(kind: ErrorKind, code: str) -> str:
-    if kind is ErrorKind.NOT_FOUND or "NonExistent" in code or "DoesNotExist" in code:
+    missing = ("NotFound", "NonExistent", "DoesNotExist", "NoSuch")
+    if kind is ErrorKind.NOT_FOUND or any(word in code for word in missing):
         return f"does not exist ({code})"
     if kind is ErrorKind.ACCESS:
         return f"not allowed ({code}): check the role's permissions"
@@ -223,14 +224,15 @@ async def verify_at_start(
     *,
     timeout: float = 10.0,  # noqa: ASYNC109 - each check's own bound, not the caller's
 ) -> None:
-    """Check every dependency once, in order (a flow before its bucket).
+    """Check every dependency once, concurrently (each flow before its bucket).
 
     Permanent failures raise one :class:`ConfigError` per dependency (grouped); the
     others are noted in ``readiness`` (the worker starts not ready and heals when the
     periodic checks pass).
     """
-    problems: list[ConfigError] = []
-    for dep in deps:
+    found: dict[int, ConfigError] = {}
+
+    async def one(i: int, dep: Dependency) -> None:
         try:
             with anyio.fail_after(timeout):
                 await dep.verify()
@@ -238,11 +240,19 @@ async def verify_at_start(
             readiness.failures[dep.key] = f"no answer within {timeout:g} s"
         except DependencyError as exc:
             if exc.permanent:
-                problems.append(ConfigError(f"{dep.setting}: {exc.reason}"))
+                found[i] = ConfigError(f"{dep.setting}: {exc.reason}")
             else:
                 readiness.failures[dep.key] = exc.reason
         else:
             readiness.failures.pop(dep.key, None)
+
+    # concurrently, buckets last: a flow's check reads which bucket its output goes to
+    for stage in (False, True):
+        async with anyio.create_task_group() as tg:
+            for i, dep in enumerate(deps):
+                if dep.key.startswith("output_bucket:") is stage:
+                    tg.start_soon(one, i, dep, name=f"verify {dep.key}")
+    problems = [found[i] for i in sorted(found)]  # in the order of the settings
     if problems:
         raise ExceptionGroup("dependencies failed their start-up check", problems)
     if readiness.failures:
