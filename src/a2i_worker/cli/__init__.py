@@ -14,13 +14,16 @@ typer apps), ``_common`` (settings, the ledger, errors), ``_run`` (run, local, e
 
 from __future__ import annotations
 
-from a2i_worker.cli import _loops, _ops, _rules, _run
+import importlib
+
 from a2i_worker.cli._app import app
 from a2i_worker.cli._run import SECOND_SIGNAL_GRACE, startup_problems
 
 __all__ = ["SECOND_SIGNAL_GRACE", "app", "main", "startup_problems"]
 
-_COMMANDS = (_loops, _ops, _rules, _run)  # imported for their commands
+# Each module registers its commands; this order is the order of the commands in --help.
+for _module in ("_run", "_rules", "_loops", "_ops"):
+    importlib.import_module(f"a2i_worker.cli.{_module}")
 
 
 def main() -> None:
