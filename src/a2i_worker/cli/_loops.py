@@ -167,7 +167,7 @@ def history(r: LedgerRecord) -> list[dict[str, Any]]:
         (r.received_at, "received", f"route {r.route or '-'}"),
     ]
     if ctx.get("decided_at"):
-        reasons = [str(x.get("condition_type")) for x in decision.get("reasons", []) or []]
+        reasons = [str(x.get("condition_type")) for x in decision.get("fired", []) or []]
         verdict = "review" if decision.get("activated") else "no review"
         detail = verdict + (f" ({', '.join(reasons)})" if reasons else "")
         events.append((datetime.fromisoformat(str(ctx["decided_at"])), "decided", detail))
