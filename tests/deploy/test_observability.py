@@ -85,7 +85,8 @@ def test_dashboard_panels_name_exported_metrics() -> None:
     for expr in exprs:
         assert _balanced(expr), expr
         used = _names(expr)
-        assert used and used <= known, (expr, used - known)
+        assert used, expr
+        assert used <= known, (expr, used - known)
     assert {"a2i_worker_open_loops", "a2i_worker_review_duration_seconds_bucket"} <= {
         n for e in exprs for n in _names(e)
     }
