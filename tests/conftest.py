@@ -102,6 +102,7 @@ def aws_session(stack: LocalStack) -> Any:
 async def aws(stack: LocalStack, aws_session: Any) -> AsyncIterator[AwsClients]:
     endpoints = {s: stack.moto_url for s in ("sqs", "s3", "events", "dynamodb")}
     endpoints[A2I_SERVICE] = stack.a2i_url
+    endpoints["sagemaker"] = stack.a2i_url  # the emulator serves the flow-definition API
     session = aws_session
     settings = AwsClientSettings(region=stack.region, endpoint_urls=endpoints)
     async with AwsClients(settings, session=session, environ={}) as clients:

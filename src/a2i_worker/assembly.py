@@ -132,7 +132,6 @@ def build_roles(
             stopping_timeout=timedelta(seconds=s.stopping_timeout_seconds),
         ),
         metrics=m,
-        on_in_flight=gate.set_in_flight,
     )
     return Roles(rejecter, starter, processor, finisher, events, sweeper)
 

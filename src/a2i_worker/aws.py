@@ -1,14 +1,15 @@
 """The aioboto3 session and the long-lived AWS clients of one worker process.
 
 :class:`AwsClients` opens one client per service (SQS, S3, EventBridge, DynamoDB,
-A2I runtime) from one ``aioboto3.Session`` and closes them together. Endpoints and
+A2I runtime, SageMaker for the flow definitions) from one ``aioboto3.Session`` and
+closes them together. Endpoints and
 region come from the standard AWS environment unless overridden:
 
 - region: explicit ``region`` > ``AWS_REGION`` > ``AWS_DEFAULT_REGION`` > profile;
 - endpoint: explicit ``endpoint_urls[service]`` > ``AWS_ENDPOINT_URL_<SERVICE_ID>``
   (``..._SQS``, ``..._S3``, ``..._EVENTBRIDGE``, ``..._DYNAMODB``,
-  ``..._SAGEMAKER_A2I_RUNTIME``) > ``AWS_ENDPOINT_URL`` > AWS. The environment part is
-  botocore's own configured-endpoint chain, which aiobotocore 2.25 honours.
+  ``..._SAGEMAKER_A2I_RUNTIME``, ``..._SAGEMAKER``) > ``AWS_ENDPOINT_URL`` > AWS. The
+  environment part is botocore's own configured-endpoint chain, which aiobotocore 2.25 honours.
 
 The A2I runtime client runs with botocore retries off (``total_max_attempts=1``): every
 ThrottlingException must reach the worker's adaptive limiter. Other clients use
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_events import EventBridgeClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
     from types_aiobotocore_sqs import SQSClient
 
@@ -48,9 +50,16 @@ __all__ = [
     "resolve_region",
 ]
 
-ServiceName = Literal["sqs", "s3", "events", "dynamodb", "sagemaker-a2i-runtime"]
+ServiceName = Literal["sqs", "s3", "events", "dynamodb", "sagemaker-a2i-runtime", "sagemaker"]
 A2I_SERVICE: Final = "sagemaker-a2i-runtime"
-SERVICES: Final[tuple[ServiceName, ...]] = ("sqs", "s3", "events", "dynamodb", A2I_SERVICE)
+SERVICES: Final[tuple[ServiceName, ...]] = (
+    "sqs",
+    "s3",
+    "events",
+    "dynamodb",
+    A2I_SERVICE,
+    "sagemaker",
+)
 
 # botocore service ids, as used in AWS_ENDPOINT_URL_<SERVICE_ID>.
 _SERVICE_IDS: Final[Mapping[str, str]] = {
@@ -59,6 +68,7 @@ _SERVICE_IDS: Final[Mapping[str, str]] = {
     "events": "EventBridge",
     "dynamodb": "DynamoDB",
     A2I_SERVICE: "SageMaker A2I Runtime",
+    "sagemaker": "SageMaker",
 }
 
 
@@ -158,7 +168,7 @@ class AwsClients:
     """Long-lived aioboto3 clients of one process; ``async with AwsClients() as aws``.
 
     Attributes are valid inside the context only. ``services`` limits which clients are
-    opened (all five by default); touching a client that was not opened raises.
+    opened (all six by default); touching a client that was not opened raises.
 
     ``environ`` (default ``os.environ``) supplies the region; when given explicitly it
     also supplies credentials (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
@@ -238,3 +248,8 @@ class AwsClients:
     @property
     def a2i(self) -> AugmentedAIRuntimeClient:
         return cast("AugmentedAIRuntimeClient", self._get(A2I_SERVICE))
+
+    @property
+    def sagemaker(self) -> SageMakerClient:
+        """SageMaker (control plane): DescribeFlowDefinition at start and in readiness."""
+        return cast("SageMakerClient", self._get("sagemaker"))

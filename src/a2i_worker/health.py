@@ -3,7 +3,9 @@
 - ``/livez``: the event loop answers. Nothing else: a liveness probe that checks
   dependencies would restart healthy pods during an AWS outage.
 - ``/readyz``: 200 only when started, not draining, and every dependency
-  (SQS, A2I, ledger) answered its last check; otherwise 503 with the reasons.
+  (:mod:`a2i_worker.preflight`: each queue, each route's flow definition and output
+  bucket, the ledger, A2I) passed its last check; otherwise 503 with the reasons,
+  one per failing dependency (``"results_queue: does not exist (…)"``).
 - ``/metrics``: Prometheus text format.
 """
 
@@ -21,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from a2i_worker.classify import classify
 from a2i_worker.metrics import Metrics
+from a2i_worker.preflight import DependencyError
 
 __all__ = ["DependencyCheck", "HealthServer", "Readiness"]
 
@@ -98,13 +101,23 @@ class HealthServer:
             await anyio.sleep(self._interval)
 
     async def check_once(self) -> None:
+        """Every check at once, each bounded by the check timeout."""
         failures: dict[str, str] = {}
-        for name, check in self._checks.items():
+
+        async def one(name: str, check: DependencyCheck) -> None:
             try:
                 with anyio.fail_after(self._timeout):
                     await check()
+            except DependencyError as exc:
+                failures[name] = exc.reason
+            except TimeoutError:
+                failures[name] = f"no answer within {self._timeout:g} s"
             except Exception as exc:
                 failures[name] = classify(exc).code or type(exc).__name__
+
+        async with anyio.create_task_group() as tg:
+            for name, check in self._checks.items():
+                tg.start_soon(one, name, check, name=f"check {name}")
         if failures != self.readiness.failures:
             if failures:
                 log.warning("not ready", failing=sorted(failures))

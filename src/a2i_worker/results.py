@@ -287,9 +287,7 @@ class Publisher:
             self.published += 1
             if self._metrics:
                 self._metrics.results_published.inc()
-                self._metrics.requests.labels(
-                    outcome=str(rec.result["outcome"] if rec.result else "")
-                ).inc()
+                self._metrics.result_published(rec)
                 if rec.result:
                     review_metrics(self._metrics).observe_result(rec.result)
         for i_str in failed:

@@ -75,8 +75,6 @@ class SweepConfig:
     stopping_timeout: timedelta = timedelta(minutes=30)
     #: Shortest pause between two sweeps (records due sooner wait this long).
     min_pause: timedelta = timedelta(seconds=1)
-    #: How often to recount records by phase (a table scan on DynamoDB: not every sweep).
-    recount_every: timedelta = timedelta(minutes=5)
     #: Longest a running loop is left to its (queued) status event while the events
     #: queue has a backlog, from when its phase began; None: 5 x ``interval``.
     backlog_hold: timedelta | None = None
@@ -125,7 +123,6 @@ class Sweeper:
         config: SweepConfig,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = _now,
-        on_in_flight: Callable[[int], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._events_backlogged: Callable[[float], bool] = lambda within: False
@@ -136,10 +133,8 @@ class Sweeper:
         self._cfg = config
         self._metrics = metrics
         self._clock = clock
-        self._on_in_flight = on_in_flight
         self.sweeps = 0
         self.last_report = SweepReport()
-        self._last_count: datetime | None = None
 
     def use_events_backlog(self, backlogged: Callable[[float], bool]) -> None:
         """``backlogged(within)``: whether the events queue had a backlog in the last
@@ -173,13 +168,6 @@ class Sweeper:
     async def sweep_once(self) -> SweepReport:
         now = self._clock()
         report = SweepReport()
-        if self._last_count is None or now - self._last_count >= self._cfg.recount_every:
-            self._last_count = now
-            counts = await self._ledger.count_by_phase()
-            if self._on_in_flight is not None:
-                self._on_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
-            if self._metrics:
-                self._metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
         if self._restarted:
             self._restarted = False
             ahead = self._starter.first_check(now) + self._cfg.interval

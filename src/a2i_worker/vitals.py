@@ -1,37 +1,38 @@
-"""What the health endpoint and the gauges report: dependency checks and live gauges.
+"""What the health endpoint and the gauges report: receive failures and live gauges.
 
-``DependencyChecks`` holds the readiness rule for SQS and A2I: a failing receive makes
-the worker not ready at once (a successful one clears it); the periodic checks ask each
-service something cheap and side-effect free. ``Gauges`` copies the limiter's, the
-gate's and the intake's state into the metrics every two seconds.
+``DependencyChecks`` holds the readiness rule for receiving: a failing receive makes the
+worker not ready at once (a successful one clears it). The periodic dependency checks
+themselves are :mod:`a2i_worker.preflight`'s. ``Gauges`` copies the limiter's, the gate's
+and the intake's state into the metrics every two seconds; ``LedgerGauges`` counts the
+ledger's sparse indexes (never a table Scan) every sweep interval and feeds the quota
+gate's in-flight count from the same numbers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
-from botocore.exceptions import ClientError
+import structlog
+
+from a2i_worker.classify import classify
 
 if TYPE_CHECKING:
     from a2i_worker.health import Readiness
     from a2i_worker.intake import QueueConsumer
+    from a2i_worker.ledger.protocol import Ledger, LiveCounts
     from a2i_worker.limiting import AdaptiveLimiter, QuotaGate
     from a2i_worker.metrics import Metrics
+    from a2i_worker.routes import Routes
 
-__all__ = ["DependencyChecks", "Gauges"]
+__all__ = ["DependencyChecks", "Gauges", "LedgerGauges"]
 
-#: A loop name that cannot exist: Describe of it proves A2I answers, with no side effect.
-_PROBE_LOOP = "a2i-worker-readiness-probe"
+log = structlog.get_logger(__name__)
 
 
 class DependencyChecks:
-    def __init__(
-        self, *, sqs: Any, a2i: Any, requests_queue_url: str, readiness: Readiness, metrics: Metrics
-    ) -> None:
-        self._sqs = sqs
-        self._a2i = a2i
-        self._queue = requests_queue_url
+    def __init__(self, *, readiness: Readiness, metrics: Metrics) -> None:
         self._readiness = readiness
         self._metrics = metrics
 
@@ -43,17 +44,6 @@ class DependencyChecks:
 
     def receive_ok(self) -> None:
         self._readiness.failures.pop("sqs", None)
-
-    async def check_sqs(self) -> None:
-        await self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])
-
-    async def check_a2i(self) -> None:
-        try:
-            await self._a2i.describe_human_loop(HumanLoopName=_PROBE_LOOP)
-        except ClientError as exc:
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            if status >= 500 or status in (401, 403):
-                raise
 
 
 class Gauges:
@@ -87,3 +77,55 @@ class Gauges:
         while True:
             self.update()
             await anyio.sleep(self._every)
+
+
+class LedgerGauges:
+    """Open loops, records in progress and the oldest open loop, from the ledger.
+
+    Cost per count: SQLite, three COUNTs over partial indexes; DynamoDB, ``Select=COUNT``
+    Queries of the sparse ``due``/``done`` indexes (every shard) and of ``open`` per
+    configured flow definition: proportional to the records in progress, never to the
+    table, and no Scan. Every replica counts (each is scraped on its own; alert on
+    ``max``), at the sweep interval.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        metrics: Metrics,
+        routes: Routes,
+        on_in_flight: Callable[[int], None] | None = None,
+        every: float = 60.0,
+    ) -> None:
+        self._ledger = ledger
+        self._m = metrics
+        self._routes = routes
+        self._on_in_flight = on_in_flight
+        self._every = every
+        self._flows = {r.flow_definition_arn for r in routes.values() if not r.shadow}
+        self._route_by_flow: dict[str, str] = {}
+        for name, r in routes.items():  # the first route on a flow definition names it
+            self._route_by_flow.setdefault(r.flow_definition_arn, name)
+        metrics.routes = frozenset(routes)
+        self.last: LiveCounts | None = None
+
+    def _route_of(self, flow: str) -> str | None:
+        return self._route_by_flow.get(flow)
+
+    async def update(self) -> LiveCounts:
+        counts = await self._ledger.live_counts(self._flows)
+        if self._on_in_flight is not None:
+            self._on_in_flight(counts.in_progress)
+        active = [n for n, r in self._routes.items() if not r.shadow]
+        self._m.set_live_counts(counts, self._route_of, active)
+        self.last = counts
+        return counts
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self._every)
+            try:
+                await self.update()
+            except Exception as exc:
+                log.warning("counting the ledger failed; will try again", error=classify(exc).code)

@@ -1,7 +1,8 @@
 """The composition root: builds every role from the settings and owns the task group.
 
 Start order: logging → routes and rules (a bad file stops start-up) → AWS clients →
-ledger → limiter and gate → roles → health endpoint → background tasks → intake.
+ledger → every dependency checked (:mod:`a2i_worker.preflight`; a wrong one stops
+start-up) → limiter and gate → roles → health endpoint → background tasks → intake.
 
 Stop order (``stop`` event, e.g. the first SIGTERM): the intake drains within the grace
 period (:mod:`a2i_worker.drain`), then the health endpoint and the ledger close.
@@ -25,14 +26,14 @@ from a2i_worker.drain import Intake
 from a2i_worker.health import HealthServer, Readiness
 from a2i_worker.intake import MessageBatcher
 from a2i_worker.ledger.factory import ledger_from_url
-from a2i_worker.ledger.protocol import Phase
 from a2i_worker.limits import limits_from_settings
 from a2i_worker.metrics import Metrics
+from a2i_worker.preflight import build_dependencies, verify_at_start
 from a2i_worker.queue_urls import max_receive_count, queue_urls
 from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes, load_routes
 from a2i_worker.settings import Settings
-from a2i_worker.vitals import DependencyChecks, Gauges
+from a2i_worker.vitals import DependencyChecks, Gauges, LedgerGauges
 
 __all__ = ["Worker", "WorkerHooks", "run_worker"]
 
@@ -83,12 +84,9 @@ class Worker:
         self.rejecter, self.starter = roles.rejecter, roles.starter
         self.processor, self.finisher = roles.processor, roles.finisher
         self.events, self.sweeper = roles.events, roles.sweeper
-        self.checks = DependencyChecks(
-            sqs=aws.sqs,
-            a2i=aws.a2i,
-            requests_queue_url=queues.requests,
-            readiness=self.readiness,
-            metrics=m,
+        self.checks = DependencyChecks(readiness=self.readiness, metrics=m)
+        self.dependencies = build_dependencies(
+            aws=aws, queues=queues, routes=routes, ledger=ledger, metrics=m
         )
         self.batcher = MessageBatcher(aws.sqs)
         consumers = build_consumers(
@@ -113,11 +111,14 @@ class Worker:
             port=s.health_port,
             metrics=m,
             readiness=self.readiness,
-            checks={
-                "sqs": self.checks.check_sqs,
-                "a2i": self.checks.check_a2i,
-                "ledger": ledger.ping,
-            },
+            checks={d.key: d.verify for d in self.dependencies},
+        )
+        self.ledger_gauges = LedgerGauges(
+            ledger=ledger,
+            metrics=m,
+            routes=routes,
+            on_in_flight=self.gate.set_in_flight,
+            every=s.sweep_interval_seconds,
         )
         self.intake = Intake(
             requests=self.requests,
@@ -134,12 +135,10 @@ class Worker:
         await self.ledger.open()
         try:
             # give up on a failing message at the queue's own redrive count, if it has one
-            count = await max_receive_count(self.aws.sqs, queues.requests)
-            if count is not None:
+            if (count := await max_receive_count(self.aws.sqs, queues.requests)) is not None:
                 self.processor.config.max_receives = count
-            counts = await self.ledger.count_by_phase()
-            self.gate.set_in_flight(counts.get(Phase.OPEN, 0) + counts.get(Phase.STARTING, 0))
-            self.metrics.set_ledger_counts({p.value: n for p, n in counts.items()})
+            await verify_at_start(self.dependencies, self.readiness)
+            await self.ledger_gauges.update()  # also the gate's loops in flight
             await self.health.start()
             try:
                 await self._run_roles(stop, hooks)
@@ -163,6 +162,7 @@ class Worker:
             ("sweeper", self.sweeper.run),
             ("health-checks", self.health.run_checks),
             ("gauges", self.gauges.run),
+            ("ledger-gauges", self.ledger_gauges.run),
         ]
         await self.intake.run(stop, background, ready)
 

@@ -104,7 +104,16 @@ async def test_metrics_after_a_real_run_agree_with_the_emulator(
     assert outcomes == {"completed": activated, "not_activated": not_activated, "rejected": 1}
     # requests by outcome
     for outcome, n in outcomes.items():
-        assert value(page, "a2i_worker_requests_total", outcome=outcome) == n
+        route = "main" if outcome != "rejected" else "(unrouted)"  # not JSON: no route
+        assert value(page, "a2i_worker_requests_total", outcome=outcome, route=route) == n
+    # review duration: one observation per completed loop, under its route
+    assert (
+        value(page, "a2i_worker_review_duration_seconds_count", route="main", outcome="completed")
+        == activated
+    )
+    # no `_created` twins; process metrics on the same registry
+    assert not [name for name, _ in page if name.endswith("_created")]
+    assert value(page, "process_resident_memory_bytes") > 0
     assert value(page, "a2i_worker_results_published_total") == total
     # loops started and start latency: one observation per accepted start
     assert value(page, "a2i_worker_loops_started_total") == counters["loops_total"] == activated
@@ -118,9 +127,10 @@ async def test_metrics_after_a_real_run_agree_with_the_emulator(
     assert value(page, "a2i_worker_limiter_rate", cls="start") > 0
     assert ("a2i_worker_quota_gate_open", ()) in page
     assert ("a2i_worker_quota_gate_level", ()) in page
-    assert ("a2i_worker_open_loops", (("status", "open"),)) in page
-    assert ("a2i_worker_open_loops", (("status", "starting"),)) in page
+    assert ("a2i_worker_open_loops", (("route", "main"),)) in page
+    assert ("a2i_worker_ledger_records", (("phase", "starting"),)) in page
     assert ("a2i_worker_queue_lag_seconds", ()) in page
+    assert ("a2i_worker_queue_messages", (("queue", "results"), ("state", "visible"))) in page
     # events by kind: every completed loop's status change arrived as an event
     event_total = sum(v for (n, _), v in page.items() if n == "a2i_worker_events_total")
     assert event_total >= activated

@@ -27,6 +27,7 @@ def test_endpoint_env_vars_are_botocores_names() -> None:
         "AWS_ENDPOINT_URL_EVENTBRIDGE",
         "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME",
+        "AWS_ENDPOINT_URL_SAGEMAKER",
     ]
 
 

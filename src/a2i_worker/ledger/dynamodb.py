@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,7 +40,7 @@ from a2i_worker.ledger.dynamodb_table import (
     to_item,
     update_arguments,
 )
-from a2i_worker.ledger.protocol import Claim, ClaimOutcome, LedgerRecord, Phase
+from a2i_worker.ledger.protocol import Claim, ClaimOutcome, LedgerRecord, LiveCounts, Phase
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -344,6 +344,58 @@ class DynamoDbLedger(TransitionLedger):
             if "phase" in item:  # review-budget counters share the table and have none
                 counts[Phase(item["phase"]["S"])] += 1
         return counts
+
+    async def _index_count(self, index: str, key: str, value: dict[str, Any]) -> int:
+        """Items of one index partition: Query with Select=COUNT (reads index items only)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": f"{key} = :k",
+            "ExpressionAttributeValues": {":k": value},
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = await self._op("query", **kwargs)
+            total += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return total
+            kwargs["ExclusiveStartKey"] = start
+
+    async def _open_of_flow(self, flow: str) -> tuple[int, datetime | None]:
+        value = {"S": flow}
+        count, first = await asyncio.gather(
+            self._index_count("open", "open_flow", value),
+            self._op(
+                "query",
+                TableName=self.table_name,
+                IndexName="open",
+                KeyConditionExpression="open_flow = :k",
+                ExpressionAttributeValues={":k": value},
+                ScanIndexForward=True,
+                Limit=1,
+            ),
+        )
+        items = first.get("Items", [])
+        oldest = codec.from_micros(int(items[0]["open_sort"]["N"])) if items else None
+        return count, oldest
+
+    async def live_counts(self, flows: Collection[str]) -> LiveCounts:
+        """Queries of the sparse indexes only, never a Scan: ``Select=COUNT`` on every
+        shard of ``due`` and ``done``, and per flow of ``flows`` on ``open`` (plus one
+        ``Limit=1`` read for its oldest loop). The read cost is proportional to the
+        records in progress (index items of ~100 bytes), not to the table."""
+        shards = range(self._shards)
+        wanted = sorted(set(flows))
+        due, done, opened = await asyncio.gather(
+            asyncio.gather(*(self._index_count("due", "due_shard", {"N": str(s)}) for s in shards)),
+            asyncio.gather(
+                *(self._index_count("done", "done_shard", {"N": str(s)}) for s in shards)
+            ),
+            asyncio.gather(*(self._open_of_flow(f) for f in wanted)),
+        )
+        return LiveCounts(sum(due), sum(done), dict(zip(wanted, opened, strict=True)))
 
     # -- transitions ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ read back is UTC, exact to the microsecond.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ __all__ = [
     "ClaimOutcome",
     "Ledger",
     "LedgerRecord",
+    "LiveCounts",
     "LoopUpdate",
     "Phase",
     "StartPayload",
@@ -120,6 +121,25 @@ class LoopUpdate:
     loop_arn: str | None = None
     loop_created_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiveCounts:
+    """What the ledger's sparse indexes count without reading the whole table.
+
+    ``in_progress``: STARTING and OPEN records (a loop being started, open in A2I, or
+    finished with its result not stored yet). ``unpublished``: DONE records, results
+    waiting for the results queue. ``open_by_flow``: loops open in A2I (not finished) by
+    flow definition ARN: (count, creation time of the oldest).
+    """
+
+    in_progress: int
+    unpublished: int
+    open_by_flow: dict[str, tuple[int, datetime | None]]
+
+    @property
+    def open_loops(self) -> int:
+        return sum(n for n, _ in self.open_by_flow.values())
 
 
 class Ledger(Protocol):
@@ -246,4 +266,12 @@ class Ledger(Protocol):
     ) -> list[LedgerRecord]:
         """OPEN records of one flow definition, oldest loop first (for List-based sweeps)."""
 
-    async def count_by_phase(self) -> dict[Phase, int]: ...
+    async def count_by_phase(self) -> dict[Phase, int]:
+        """Every record by phase. O(table) on DynamoDB (a Scan): for operators, not gauges."""
+
+    async def live_counts(self, flows: Collection[str]) -> LiveCounts:
+        """The counts the gauges show, from the sparse indexes only (never a table Scan).
+
+        ``open_by_flow`` holds every flow of ``flows`` (zero counts included); a backend
+        that can count all flows at the same cost (SQLite) adds the others it finds.
+        """

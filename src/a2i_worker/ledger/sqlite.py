@@ -19,7 +19,7 @@ import asyncio
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -34,6 +34,7 @@ from a2i_worker.ledger.protocol import (
     Claim,
     ClaimOutcome,
     LedgerRecord,
+    LiveCounts,
     LoopUpdate,
     Phase,
 )
@@ -385,6 +386,21 @@ class SqliteLedger(TransitionLedger):
         for r in await self._fetch_all("SELECT phase, COUNT(*) AS n FROM records GROUP BY phase"):
             counts[Phase(r["phase"])] = int(r["n"])
         return counts
+
+    async def live_counts(self, flows: Collection[str]) -> LiveCounts:
+        """COUNTs over the partial indexes (due, done, open) only: O(active records)."""
+        rows = await self._fetch_all(
+            "SELECT '#due' AS k, COUNT(*) AS n, NULL AS oldest FROM records WHERE due_at"
+            " IS NOT NULL UNION ALL SELECT '#done', COUNT(*), NULL FROM records WHERE done_at"
+            " IS NOT NULL UNION ALL SELECT open_flow, COUNT(*), MIN(open_sort) FROM records"
+            " WHERE open_flow IS NOT NULL GROUP BY open_flow"
+        )
+        got = {str(r["k"]): (int(r["n"]), r["oldest"]) for r in rows}
+        by_flow: dict[str, tuple[int, datetime | None]] = dict.fromkeys(flows, (0, None))
+        for k, (n, oldest) in got.items():
+            if not k.startswith("#"):
+                by_flow[k] = (n, None if oldest is None else codec.from_micros(int(oldest)))
+        return LiveCounts(got["#due"][0], got["#done"][0], by_flow)
 
     # -- transitions ----------------------------------------------------------------
 

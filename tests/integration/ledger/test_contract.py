@@ -466,6 +466,28 @@ async def test_count_by_phase(ledger: Ledger) -> None:
     }
 
 
+async def test_live_counts_from_the_sparse_indexes(ledger: Ledger) -> None:
+    """What the gauges show: in progress, unpublished, open loops by flow with the oldest."""
+    await received(ledger, "r")  # not counted: no index holds it
+    await starting(ledger, "s", flow=FLOW_B)
+    await opened(ledger, "a1", flow=FLOW_A, created=T0 + timedelta(minutes=3))
+    await opened(ledger, "a2", flow=FLOW_A, created=T0 + timedelta(minutes=1))
+    await opened(ledger, "b1", flow=FLOW_B, created=T0 + timedelta(minutes=7))
+    await opened(ledger, "done", flow=FLOW_B, created=T0)
+    await ledger.store_result("done", expected=[Phase.OPEN], result={}, result_id="x")
+    counts = await ledger.live_counts({FLOW_A, FLOW_B, "arn:none"})
+    assert counts.in_progress == 4  # s, a1, a2, b1
+    assert counts.unpublished == 1
+    assert counts.open_by_flow == {
+        FLOW_A: (2, T0 + timedelta(minutes=1)),
+        FLOW_B: (1, T0 + timedelta(minutes=7)),
+        "arn:none": (0, None),
+    }
+    assert counts.open_loops == 3
+    await ledger.mark_published("done", "x")
+    assert (await ledger.live_counts(set())).unpublished == 0
+
+
 # -- concurrency -----------------------------------------------------------------------
 
 
