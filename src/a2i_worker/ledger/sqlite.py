@@ -44,7 +44,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 log = structlog.get_logger(__name__)
 
 #: Version of the schema this code writes; ``open()`` migrates older files up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 _COLUMN_TYPES: dict[str, str] = {
@@ -71,7 +71,9 @@ _COLUMN_TYPES: dict[str, str] = {
 _SCHEMA_V1: tuple[str, ...] = (
     "CREATE TABLE records ("
     + ", ".join(
-        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.COLUMNS if c not in codec.V2_COLUMNS
+        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}"
+        for c in codec.COLUMNS
+        if c not in codec.V2_COLUMNS and c not in codec.V3_COLUMNS
     )
     + ")",
     "CREATE INDEX ix_records_loop_name ON records(loop_name) WHERE loop_name IS NOT NULL",
@@ -85,8 +87,12 @@ _SCHEMA_V2: tuple[str, ...] = tuple(
     f"ALTER TABLE records ADD COLUMN {c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.V2_COLUMNS
 )
 
+_SCHEMA_V3: tuple[str, ...] = tuple(
+    f"ALTER TABLE records ADD COLUMN {c} TEXT" for c in codec.V3_COLUMNS
+)
+
 #: MIGRATIONS[n] upgrades a file at version n to n + 1 (0 = empty file).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 _SELECT = "SELECT " + ", ".join(codec.COLUMNS) + " FROM records"  # noqa: S608 (constants)
 
