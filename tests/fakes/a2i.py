@@ -77,6 +77,9 @@ class FakeA2IRuntime:
         """The next calls of ``operation`` answer these error codes, in order."""
         self._script.setdefault(operation, []).extend(codes)
 
+    def clear_script(self) -> None:
+        self._script.clear()
+
     def scripted(self, operation: str) -> int:
         return len(self._script.get(operation, []))
 
