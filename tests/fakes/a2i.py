@@ -65,7 +65,7 @@ class FakeA2IRuntime:
         #: flow definition ARN -> (output bucket, output prefix)
         self.flows: dict[str, tuple[str, str]] = {}
         self.max_in_progress: int | None = None
-        self._script: dict[str, list[str]] = {}
+        self._script: dict[str, list[tuple[str, str]]] = {}
         self.calls: list[str] = []
 
     # -- test side --------------------------------------------------------------------
@@ -73,9 +73,11 @@ class FakeA2IRuntime:
     def add_flow(self, arn: str, bucket: str = "out", prefix: str = "a2i") -> None:
         self.flows[arn] = (bucket, prefix)
 
-    def answer_next(self, operation: str, *codes: str) -> None:
+    def answer_next(self, operation: str, *codes: str, message: str | None = None) -> None:
         """The next calls of ``operation`` answer these error codes, in order."""
-        self._script.setdefault(operation, []).extend(codes)
+        self._script.setdefault(operation, []).extend(
+            (c, message or f"scripted {c}") for c in codes
+        )
 
     def clear_script(self) -> None:
         self._script.clear()
@@ -275,8 +277,8 @@ class FakeA2IRuntime:
         self.calls.append(op)
         script = self._script.get(op)
         if script:
-            code = script.pop(0)
-            raise client_error(code, f"scripted {code}", operation=op)
+            code, message = script.pop(0)
+            raise client_error(code, message, operation=op)
 
     def _get(self, name: str, op: str) -> Loop:
         try:

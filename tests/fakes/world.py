@@ -30,10 +30,24 @@ from fakes.limits import FakeGate, FakeLimiter
 from fakes.s3 import FakeS3
 from fakes.sqs import FakeSqs
 
-__all__ = ["Process", "World"]
+__all__ = ["Crash", "Process", "World", "only_crashes"]
 
 #: The intake's default visibility after a RETRY without a ``retry_after``.
 RETRY_VISIBILITY = 5
+
+
+class Crash(BaseException):
+    """kill -9: raised from inside a seam call; nothing of the process survives (not an
+    ``Exception``, so no role's ``except Exception`` can swallow it)."""
+
+
+def only_crashes(exc: BaseException) -> bool:
+    """True for a :class:`Crash`, or a group (a role's task group) of nothing else."""
+    if isinstance(exc, Crash):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(only_crashes(e) for e in exc.exceptions)
+    return False
 
 
 @dataclass

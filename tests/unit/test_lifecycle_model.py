@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -26,13 +26,14 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from a2i_worker.ledger.protocol import Phase
 from a2i_worker.naming import loop_name
 from a2i_worker.routes import Budget, BudgetPolicy, Route, Routes
 from a2i_worker.settings import Settings
-from fakes.world import Process, World
+from fakes.world import Crash, Process, World, only_crashes
 
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/model-flow"
 ROUTES = Routes(
@@ -74,10 +75,6 @@ START_ANSWERS = [
 MAX_CRASHES = 2
 
 
-class Crash(BaseException):
-    """kill -9: raised from inside a seam call; nothing of the process survives."""
-
-
 def _body(rid: str) -> str:
     route, where = REQUESTS[rid]
     msg: dict[str, Any] = {"version": 1, "type": "review", "request_id": rid, "route": route}
@@ -86,14 +83,6 @@ def _body(rid: str) -> str:
     else:
         msg["input_s3_uri"] = f"s3://inputs/{rid}.json"
     return json.dumps(msg)
-
-
-def _only_crashes(exc: BaseException) -> bool:
-    if isinstance(exc, Crash):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_crashes(e) for e in exc.exceptions)
-    return False
 
 
 class LifecycleModel(RuleBasedStateMachine):
@@ -123,7 +112,7 @@ class LifecycleModel(RuleBasedStateMachine):
         try:
             return self.loop.run_until_complete(coro)
         except BaseException as exc:
-            if not _only_crashes(exc):
+            if not only_crashes(exc):
                 raise
             self._restart()
             return None
@@ -377,8 +366,7 @@ class LifecycleModel(RuleBasedStateMachine):
         w = self.w
         if w.sqs.queue(w.queues.requests).live() or w.sqs.queue(w.queues.events).live():
             return False
-        done = {r["request_id"] for r in w.results()}
-        if not self.sent <= done:
+        if not self.sent <= {r["request_id"] for r in w.results()}:
             return False
         return all(r.phase is Phase.PUBLISHED for r in w.ledger.records())
 
@@ -396,21 +384,16 @@ def _rejected(records: dict[str, Any], rid: str) -> bool:
     )
 
 
-_QUICK = settings(
-    max_examples=max(200, settings().max_examples),  # the profile's, at least 200
-    stateful_step_count=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+_QUICK = settings(  # max_examples: the profile's, at least 200
+    max_examples=max(200, settings().max_examples), stateful_step_count=50, deadline=None
 )
 
 TestLifecycleModel = LifecycleModel.TestCase
-TestLifecycleModel.settings = _QUICK
+TestLifecycleModel.settings = _QUICK  # the default suite: quick
 
 
 @pytest.mark.chaos
 def test_lifecycle_model_long() -> None:
     """``make chaos``: many more and longer interleavings."""
-    run = settings(_QUICK, max_examples=3000, stateful_step_count=120)
-    from hypothesis.stateful import run_state_machine_as_test
-
+    run = settings(_QUICK, max_examples=2000, stateful_step_count=100)
     run_state_machine_as_test(LifecycleModel, settings=run)
