@@ -1,7 +1,9 @@
 """Parse the EventBridge events that arrive on the events queue (pure, no I/O).
 
 Tolerant of what AWS may add (unknown keys are ignored), strict about what is needed
-(loop name, status). Two kinds are recognised: A2I human loop status changes and
+(loop name, status). An event that reached the queue through an SNS topic without raw
+message delivery (``{"Type": "Notification", "Message": "<the event>", ...}``) is
+unwrapped once. Two kinds are recognised: A2I human loop status changes and
 Ground Truth labeling job state changes (which may share the queue and are counted,
 not treated as errors). Anything else raises :class:`EventParseError` with a reason.
 """
@@ -110,6 +112,28 @@ def _reject_constant(name: str) -> Any:
     raise EventParseError(f"not valid JSON: {name} is not allowed")
 
 
+def _load(text: str, within: str = "") -> Any:
+    where = f" ({within})" if within else ""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise EventParseError(f"not valid JSON{where}: nested too deeply") from exc
+    except json.JSONDecodeError as exc:
+        raise EventParseError(f"not valid JSON{where}: {exc.msg} at position {exc.pos}") from exc
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise EventParseError(f"not valid JSON{where}: a number is too long") from exc
+
+
+def _is_sns_notification(doc: Any) -> bool:
+    """SNS's JSON envelope (a topic subscribed to the rule, raw delivery off)."""
+    return (
+        isinstance(doc, dict)
+        and doc.get("Type") == "Notification"
+        and isinstance(doc.get("Message"), str)
+        and "source" not in doc
+    )
+
+
 def parse_event(body: str | bytes) -> ParsedEvent:
     """Parse one SQS message body holding an EventBridge event."""
     if isinstance(body, bytes):
@@ -119,14 +143,9 @@ def parse_event(body: str | bytes) -> ParsedEvent:
             raise EventParseError("body is not UTF-8") from exc
     if len(body) > _MAX_EVENT_CHARS:
         raise EventParseError("body is larger than an EventBridge event can be")
-    try:
-        envelope = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise EventParseError("not valid JSON: nested too deeply") from exc
-    except json.JSONDecodeError as exc:
-        raise EventParseError(f"not valid JSON: {exc.msg} at position {exc.pos}") from exc
-    except ValueError as exc:  # an integer beyond Python's digit limit
-        raise EventParseError("not valid JSON: a number is too long") from exc
+    envelope = _load(body)
+    if _is_sns_notification(envelope):
+        envelope = _load(envelope["Message"], within="the SNS notification's Message")
     if not isinstance(envelope, dict):
         raise EventParseError(f"event must be a JSON object, got {type(envelope).__name__}")
     source = envelope.get("source")

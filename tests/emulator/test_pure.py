@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -339,7 +340,9 @@ def test_status_change_detail_matches_documented_shape() -> None:
     store = _store()
     loop, _ = store.start("a", FLOW, "{}", None, 1772445761.512)
     store.finish("a", "Failed", failure_code="Expired", failure_reason="late")
-    with open("/work/shared/formats/a2i-human-loop-status-change.json") as f:
+    with open(
+        Path(__file__).parents[1] / "data" / "aws" / "a2i-human-loop-status-change.json"
+    ) as f:
         documented = json.load(f)["detail"]
     detail = status_change_detail(loop)
     assert set(detail) == set(documented)

@@ -114,14 +114,8 @@ async def test_ground_truth_and_garbage_events_do_not_disturb(
 ) -> None:
     gt = json.loads(
         (
-            Path(__file__).parents[2]
-            / ".."
-            / "shared"
-            / "formats"
-            / "gt-labeling-job-state-change.json"
-        )
-        .resolve()
-        .read_text()
+            Path(__file__).parents[1] / "data" / "aws" / "gt-labeling-job-state-change.json"
+        ).read_text("utf-8")
     )
     async with running_worker(env, tmp_path) as h:
         await h.aws.sqs.send_message(QueueUrl=env.events_queue_url, MessageBody=json.dumps(gt))
