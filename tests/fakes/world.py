@@ -89,6 +89,14 @@ class World:
         """Every result ever sent to the results queue (duplicates included)."""
         return [json.loads(m.body) for m in self.sqs.queue(self.queues.results).sent]
 
+    def describe(self) -> str:
+        """Where every record and live request message stands (for failure messages)."""
+        recs = [
+            (r.request_id, r.phase.value, r.loop_status, r.tries) for r in self.ledger.records()
+        ]
+        live = [m.body for m in self.sqs.queue(self.queues.requests).live()]
+        return f"records={recs} live={live}"
+
     def dlq(self) -> list[Any]:
         assert self.queues.requests_dlq is not None
         return self.sqs.queue(self.queues.requests_dlq).sent
@@ -150,6 +158,17 @@ class Process:
                     VisibilityTimeout=msg.retry_after or RETRY_VISIBILITY,
                 )
         return len(raws)
+
+    def bugs(self) -> list[tuple[dict[str, str], float]]:
+        """``a2i_worker_unexpected_errors_total`` samples above zero: errors a role took
+        for a bug (logged with a traceback)."""
+        return [
+            (s.labels, s.value)
+            for metric in self.metrics.registry.collect()
+            if metric.name == "a2i_worker_unexpected_errors"
+            for s in metric.samples
+            if s.name.endswith("_total") and s.value
+        ]
 
     async def request(self) -> int:
         return await self.deliver(self.world.queues.requests, self.roles.processor.handle)

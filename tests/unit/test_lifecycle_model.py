@@ -131,12 +131,8 @@ class LifecycleModel(RuleBasedStateMachine):
             raise Crash
 
     def _loops_of(self, rid: str) -> list[Any]:
-        out = []
-        for name, owner in LOOPS.items():
-            lp = self.w.a2i.loop(name)
-            if owner == rid and lp is not None:
-                out.append(lp)
-        return out
+        loops = (self.w.a2i.loop(name) for name, owner in LOOPS.items() if owner == rid)
+        return [lp for lp in loops if lp is not None]
 
     async def _send(self, body: str) -> None:
         await self.w.sqs.send_message(QueueUrl=self.w.queues.requests, MessageBody=body)
@@ -304,6 +300,12 @@ class LifecycleModel(RuleBasedStateMachine):
             q = self.w.sqs.queue(url)
             assert not q.redriven, f"SQS had to redrive {[m.body for m in q.redriven]}"
 
+    @invariant()
+    def no_role_met_a_bug(self) -> None:
+        """Every failure the fakes inject is an AWS answer: none may be taken for a bug."""
+        if self.proc is not None:
+            assert not self.p.bugs(), f"taken for a bug (traceback, counted): {self.p.bugs()}"
+
     # -- the end ----------------------------------------------------------------------
 
     def teardown(self) -> None:
@@ -371,10 +373,7 @@ class LifecycleModel(RuleBasedStateMachine):
         return all(r.phase is Phase.PUBLISHED for r in w.ledger.records())
 
     def _why_not_quiet(self) -> str:
-        w = self.w
-        recs = [(r.request_id, r.phase.value, r.loop_status, r.tries) for r in w.ledger.records()]
-        live = [m.body for m in w.sqs.queue(w.queues.requests).live()]
-        return f"not quiet after the clock ran on: records={recs} live={live}"
+        return f"not quiet after the clock ran on: {self.w.describe()}"
 
 
 def _rejected(records: dict[str, Any], rid: str) -> bool:
@@ -393,6 +392,7 @@ TestLifecycleModel.settings = _QUICK  # the default suite: quick
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(1800)
 def test_lifecycle_model_long() -> None:
     """``make chaos``: many more and longer interleavings."""
     run = settings(_QUICK, max_examples=2000, stateful_step_count=100)

@@ -117,6 +117,39 @@ def test_an_exception_that_is_not_an_aws_error_is_a_bug() -> None:
     assert classify(_client_error("InternalServerError", 500)).kind is ErrorKind.TRANSIENT
 
 
+async def test_a2i_unavailable_during_a_sweep_is_not_a_bug(ledger: Any) -> None:
+    """Regression (found by the lifecycle model): the gateway's TransientError, raised
+    when A2I answers 500 beyond its retries, was classified as a bug, so a sweep of a
+    STARTING record logged a traceback and counted unexpected_errors_total."""
+    from a2i_worker.errors import TransientError
+    from a2i_worker.failures import report_failure
+    from a2i_worker.metrics import Metrics
+
+    assert classify(TransientError("DescribeHumanLoop failed: 500")).kind is ErrorKind.TRANSIENT
+    clock = ledger.test_clock
+    await ledger.claim("r-3", "fp", route=None, received_at=clock.now)
+    await ledger.mark_starting(
+        "r-3",
+        expected=[Phase.RECEIVED],
+        attempt=1,
+        loop_name="r-3-loop",
+        decision=None,
+        context=None,
+        payload=StartPayload(FLOW, "{}"),
+        next_check_at=clock.now,
+    )
+    seams, m = Seams(clock), Metrics()
+    seams.a2i.answer_next("DescribeHumanLoop", "InternalServerException")
+    starter = _starter(ledger, seams, seams.publisher(ledger))
+    with pytest.raises(TransientError) as caught:
+        await starter.resume(await ledger.get("r-3"), _Log())
+    seen = _Log()
+    report_failure(seen, caught.value, "resolving", role="sweeper", metrics=m)
+    total = m.registry.get_sample_value("a2i_worker_unexpected_errors_total", {"role": "sweeper"})
+    assert not total
+    assert [c["args"][0] for c in seen.calls] == ["resolving failed"]
+
+
 def test_validation_is_classified_by_code_never_by_message_text() -> None:
     err = ClientError(
         {"Error": {"Code": "ValidationException", "Message": "name already exists"}}, "Start"
