@@ -14,21 +14,26 @@ source and the sleep are injected, so a test decides both.
 
 **Who retries what.** botocore's own retries are set in :mod:`a2i_worker.aws` so that
 the two never stack: a call retried here goes through a client with botocore retries
-off (``total_max_attempts=1``); every other call keeps botocore's ``standard`` mode (3
-attempts) and no loop of ours.
+off (``standard`` mode, ``total_max_attempts=1``); every other call keeps botocore's
+``standard`` mode (3 attempts) and no loop of ours. One policy per kind of call:
 
-============================  =================  ========================  ==========
-call                          policy             attempts                  botocore
-============================  =================  ========================  ==========
-A2I start/describe/list/...   ``A2I_TRANSIENT``  4 (5xx, network)          off
-  throttled / quota answer    none: limiter/gate until success/cancel      off
-SQS ReceiveMessage            ``SQS_RECEIVE``    until success (cap: set)  off
-SQS DeleteMessageBatch        ``SQS_DELETE``     until deleted or final    off
-SQS ChangeMessageVisibility   ``SQS_VISIBILITY`` 3 (retryable errors)      off
-SQS SendMessageBatch enqueue  ``SQS_SEND``       4 (failed entries too)    off
-results, DLQ copies, S3,      none               the outbox scan / the     standard 3
-DynamoDB, EventBridge, ...                       message's redelivery
-============================  =================  ========================  ==========
+- A2I runtime, 5xx and network errors: ``A2I_TRANSIENT``, 4 attempts, then
+  TransientError. Throttled and quota answers: no pause here, the limiter and the gate
+  pace them, until success or cancellation. botocore: off (the A2I client).
+- SQS ReceiveMessage: ``SQS_RECEIVE``, until SQS answers (cap: the
+  ``receive_backoff_max`` setting). botocore: off (``AwsClients.sqs_no_retries``).
+- SQS DeleteMessageBatch, the call or some entries: ``SQS_DELETE``, until deleted or
+  refused for good (receipt handle no longer valid). botocore: off.
+- SQS ChangeMessageVisibilityBatch raising a retryable error: ``SQS_VISIBILITY``, 3
+  attempts (heartbeats, hand-backs; a heartbeat is tried again at the next beat).
+  botocore: off.
+- SQS SendMessageBatch of ``a2i-worker enqueue``, the call or some entries:
+  ``SQS_SEND``, 4 attempts, then counted as failed. botocore: off.
+- DynamoDB BatchGetItem's UnprocessedKeys: ``DYNAMODB_UNPROCESSED``, until all are read.
+  botocore: standard 3 (it sees a successful answer, so the two do not stack).
+- Everything else (publishing results, DLQ copies, budget re-queues, S3, DynamoDB,
+  EventBridge, SageMaker): no loop of ours, botocore standard 3; what still fails is
+  taken up by the outbox scan (results) or the message's redelivery.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import anyio
 
 __all__ = [
     "A2I_TRANSIENT",
+    "DYNAMODB_UNPROCESSED",
     "SQS_DELETE",
     "SQS_RECEIVE",
     "SQS_SEND",
@@ -102,6 +108,8 @@ SQS_DELETE: Final = Policy("sqs-delete", base=0.1, cap=5.0)
 SQS_VISIBILITY: Final = Policy("sqs-visibility", base=0.1, cap=1.0, attempts=3)
 #: SendMessageBatch of ``a2i-worker enqueue``: the call or some entries failing.
 SQS_SEND: Final = Policy("sqs-send", base=0.4, cap=5.0, attempts=4)
+#: BatchGetItem's UnprocessedKeys (an answer, not an error: botocore never retries it).
+DYNAMODB_UNPROCESSED: Final = Policy("dynamodb-unprocessed", base=0.05, cap=1.0)
 
 
 class Backoff:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from a2i_worker.backoff import DYNAMODB_UNPROCESSED, Backoff
 from a2i_worker.errors import ConfigError, TransientError
 from a2i_worker.ledger import codec, dynamodb_counts, transitions
 from a2i_worker.ledger.base import TransitionLedger
@@ -200,7 +201,7 @@ class DynamoDbLedger(TransitionLedger):
             pending: list[dict[str, Any]] = [
                 {"request_id": {"S": rid}} for rid in unique[i : i + _BATCH_GET]
             ]
-            delay = 0.05
+            backoff = Backoff(DYNAMODB_UNPROCESSED)
             while pending:
                 answer = await self._op(
                     "batch_get_item",
@@ -213,8 +214,7 @@ class DynamoDbLedger(TransitionLedger):
                     answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
                 )
                 if pending:  # DynamoDB asks for back-off before retrying unprocessed keys
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    await backoff.retry()  # no attempt limit
         return found
 
     # -- reads ----------------------------------------------------------------------
