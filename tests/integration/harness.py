@@ -176,12 +176,15 @@ async def running_worker(
     rules: dict[str, Any] | None = None,
     routes_extra: str = "",
     ledger: Path | None = None,
+    environ_extra: dict[str, str] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """A worker running on ``env`` until the block ends (then drained like a SIGTERM)."""
+    """A worker running on ``env`` until the block ends (then drained like a SIGTERM).
+    ``environ_extra`` adds to its AWS environment (e.g. an access key of its own, so
+    moto's call log tells its calls apart)."""
     routes = write_routes(tmp_path, env.flow_definition_arn, rules, extra=routes_extra)
     settings = make_settings(env, routes, ledger or tmp_path / "ledger.db", **overrides)
-    environ = env.env()
+    environ = {**env.env(), **(environ_extra or {})}
     aws_settings = AwsClientSettings(endpoint_urls=endpoints_from_environ(environ))
     async with AwsClients(aws_settings, environ=environ) as aws:
         harness = Harness(env, settings, aws, ResultsReader(aws, env.results_queue_url))

@@ -91,7 +91,7 @@ async def test_loops_list_and_requests_show_while_loops_are_open(
         assert shown.exit_code == 0, shown.output
         doc = _json(shown)
         events = [step["event"] for step in doc["history"]]
-        assert events == ["received", "decided", "loop started"]
+        assert events == ["received", "starting", "open (loop InProgress)"]
         assert doc["history"][1]["detail"].startswith("review (ConfidenceCheck")
 
         await h.results.wait_for(1, within=30)

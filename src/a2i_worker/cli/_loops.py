@@ -159,7 +159,24 @@ async def _list(
 
 
 def history(r: LedgerRecord) -> list[dict[str, Any]]:
-    """The request's transitions, from the times its record keeps, in order."""
+    """The request's transitions as the ledger logged them (schema v3 on), oldest first."""
+    if not r.history:
+        return rebuilt_history(r)
+    steps = []
+    for step in r.history:
+        event = step.phase + (f" (loop {step.loop_status})" if step.loop_status else "")
+        detail = ", ".join(
+            x for x in (f"attempt {step.attempt}" if step.attempt > 1 else "", step.note) if x
+        )
+        steps.append({"at": step.at, "event": event, "detail": detail})
+    if r.phase.value == "published" and r.history[-1].phase != "published":
+        steps.append({"at": r.updated_at, "event": "published", "detail": ""})
+    return steps
+
+
+def rebuilt_history(r: LedgerRecord) -> list[dict[str, Any]]:
+    """A record written before the ledger kept a history: its steps, from the times the
+    record keeps."""
     ctx = r.context or {}
     decision = r.decision or {}
     result = r.result or {}

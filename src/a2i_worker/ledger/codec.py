@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from a2i_worker.ledger.protocol import LedgerRecord, Phase, StartPayload
+from a2i_worker.ledger.protocol import LedgerRecord, Phase, StartPayload, Step
 from a2i_worker.ledger.transitions import ACTIVE_PHASES, ensure_utc, is_open_loop
 
 __all__ = [
     "COLUMNS",
     "DERIVED_COLUMNS",
     "V2_COLUMNS",
+    "V3_COLUMNS",
     "Row",
     "Value",
     "changed_columns",
@@ -80,9 +81,12 @@ COLUMNS: tuple[str, ...] = (
     "cancel_requested_at",
     "dlq_copied_at",
     "source_message_id",
+    # schema v3: the record's history of transitions
+    "history",
 )
 #: Columns added after the first schema (SQLite adds them with ALTER TABLE).
-V2_COLUMNS: tuple[str, ...] = COLUMNS[COLUMNS.index("phase_since") :]
+V2_COLUMNS: tuple[str, ...] = COLUMNS[COLUMNS.index("phase_since") : COLUMNS.index("history")]
+V3_COLUMNS: tuple[str, ...] = COLUMNS[COLUMNS.index("history") :]
 DERIVED_COLUMNS: frozenset[str] = frozenset({"due_at", "done_at", "open_flow", "open_sort"})
 
 _ZLIB_LEVEL = 6
@@ -166,6 +170,7 @@ def to_row(record: LedgerRecord, *, with_input: bool = True) -> Row:
         "cancel_requested_at": _opt_micros(record.cancel_requested_at),
         "dlq_copied_at": _opt_micros(record.dlq_copied_at),
         "source_message_id": record.source_message_id,
+        "history": _dump_history(record.history),
         **_derived(record),
     }
     if not with_input:
@@ -211,6 +216,21 @@ def from_row(row: Mapping[str, Any]) -> LedgerRecord:
         cancel_requested_at=_opt_dt(get("cancel_requested_at")),
         dlq_copied_at=_opt_dt(get("dlq_copied_at")),
         source_message_id=get("source_message_id"),
+        history=_load_history(get("history")),
+    )
+
+
+def _dump_history(steps: tuple[Step, ...]) -> str | None:
+    """``[[micros, phase, loop_status, attempt, note], ...]``; None when empty."""
+    if not steps:
+        return None
+    return _dump([[to_micros(s.at), s.phase, s.loop_status, s.attempt, s.note] for s in steps])
+
+
+def _load_history(value: Value) -> tuple[Step, ...]:
+    return tuple(
+        Step(from_micros(int(at)), str(phase), status, int(attempt), note)
+        for at, phase, status, attempt, note in (_load(value) or ())
     )
 
 
@@ -293,6 +313,8 @@ def changed_columns(old: LedgerRecord, new: LedgerRecord) -> Row:
             if after_p is None
             else zlib.compress(after_p.input_content.encode("utf-8"), _ZLIB_LEVEL)
         )
+    if new.history is not old.history and new.history != old.history:
+        row["history"] = _dump_history(new.history)
     old_derived = _derived(old)
     for name, value in _derived(new).items():
         if value != old_derived[name]:

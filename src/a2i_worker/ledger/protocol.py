@@ -17,7 +17,7 @@ import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "TERMINAL_LOOP_STATUSES",
@@ -29,6 +29,7 @@ __all__ = [
     "LoopUpdate",
     "Phase",
     "StartPayload",
+    "Step",
 ]
 
 
@@ -42,6 +43,17 @@ class Phase(enum.StrEnum):
 
 #: Loop statuses after which A2I never changes a loop again.
 TERMINAL_LOOP_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+class Step(NamedTuple):
+    """One entry of a record's history: a transition, when, and a short reason (a code,
+    never request content or answers)."""
+
+    at: datetime
+    phase: str
+    loop_status: str | None
+    attempt: int
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,9 @@ class LedgerRecord:
     dlq_copied_at: datetime | None = None
     #: SQS MessageId of the message a rejection was decided for.
     source_message_id: str | None = None
+    #: The record's transitions, oldest first (the first and the latest ones when long):
+    #: what ``a2i-worker requests show`` prints. Written by every transition (schema v3).
+    history: tuple[Step, ...] = ()
 
 
 class ClaimOutcome(enum.StrEnum):

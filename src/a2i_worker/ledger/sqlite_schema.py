@@ -23,7 +23,7 @@ __all__ = ["SCHEMA_VERSION", "SELECT", "check_path", "connect"]
 log = structlog.get_logger("a2i_worker.ledger.sqlite")
 
 #: Version of the schema this code writes; :func:`connect` migrates older files up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _COLUMN_TYPES: dict[str, str] = {
     "request_id": "TEXT PRIMARY KEY NOT NULL",
@@ -49,7 +49,9 @@ _COLUMN_TYPES: dict[str, str] = {
 _SCHEMA_V1: tuple[str, ...] = (
     "CREATE TABLE records ("
     + ", ".join(
-        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.COLUMNS if c not in codec.V2_COLUMNS
+        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}"
+        for c in codec.COLUMNS
+        if c not in codec.V2_COLUMNS and c not in codec.V3_COLUMNS
     )
     + ")",
     "CREATE INDEX ix_records_loop_name ON records(loop_name) WHERE loop_name IS NOT NULL",
@@ -63,8 +65,12 @@ _SCHEMA_V2: tuple[str, ...] = tuple(
     f"ALTER TABLE records ADD COLUMN {c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.V2_COLUMNS
 )
 
+_SCHEMA_V3: tuple[str, ...] = tuple(
+    f"ALTER TABLE records ADD COLUMN {c} TEXT" for c in codec.V3_COLUMNS
+)
+
 #: MIGRATIONS[n] upgrades a file at version n to n + 1 (0 = empty file).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 #: Every column of a record, in :data:`codec.COLUMNS` order.
 SELECT = "SELECT " + ", ".join(codec.COLUMNS) + " FROM records"  # noqa: S608 (constants)

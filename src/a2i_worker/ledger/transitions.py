@@ -25,12 +25,14 @@ from a2i_worker.ledger.protocol import (
     LoopUpdate,
     Phase,
     StartPayload,
+    Step,
 )
 
 __all__ = [
     "ACTIVE_PHASES",
     "FINAL_PHASES",
     "LOOP_STATUS_RANK",
+    "MAX_HISTORY",
     "apply_update",
     "claim_outcome",
     "ensure_utc",
@@ -73,15 +75,51 @@ def _opt_utc(value: datetime | None) -> datetime | None:
     return None if value is None else ensure_utc(value)
 
 
+#: History entries a record keeps: the first one and the latest ``MAX_HISTORY - 1``.
+MAX_HISTORY = 32
+
+
+def _note(record: LedgerRecord, changes: dict[str, Any]) -> str | None:
+    """A transition's reason, as a code: what made it (never content or answers)."""
+    result = changes.get("result")
+    if isinstance(result, dict):
+        code = result.get("rejection_code") or result.get("failure_code")
+        return f"result {result.get('outcome')}" + (f": {code}" if code else "")
+    decision = changes.get("decision")
+    if isinstance(decision, dict) and record.decision is None:
+        fired = [
+            str(f.get("condition_type") if isinstance(f, dict) else f)
+            for f in decision.get("fired") or []
+        ]
+        verdict = "review" if decision.get("activated") else "no review"
+        return verdict + (f" ({', '.join(fired)})" if fired else "")
+    if changes.get("failure_code") and changes["failure_code"] != record.failure_code:
+        return str(changes["failure_code"])
+    if changes.get("cancel_requested_at") and record.cancel_requested_at is None:
+        return "cancel requested"
+    if changes.get("dlq_copied_at") and record.dlq_copied_at is None:
+        return "copied to the requests DLQ"
+    return None
+
+
 def _bump(record: LedgerRecord, now: datetime, **changes: Any) -> LedgerRecord:
     """The next version of ``record``. A new phase or loop status starts a new stage:
-    ``phase_since = now`` and the stage's ``tries`` start again from zero."""
+    ``phase_since = now`` and the stage's ``tries`` start again from zero. A new stage,
+    attempt or reason is appended to the record's history."""
     at = ensure_utc(now)
     phase = changes.get("phase", record.phase)
     status = changes.get("loop_status", record.loop_status)
-    if phase is not record.phase or status != record.loop_status:
+    attempt = changes.get("attempt", record.attempt)
+    new_stage = phase is not record.phase or status != record.loop_status
+    if new_stage:
         changes.setdefault("phase_since", at)
         changes.setdefault("tries", 0)
+    note = _note(record, changes)
+    if new_stage or attempt != record.attempt or note is not None:
+        steps = (*record.history, Step(at, Phase(phase).value, status, attempt, note))
+        if len(steps) > MAX_HISTORY:
+            steps = (steps[0], *steps[-(MAX_HISTORY - 1) :])
+        changes["history"] = steps
     return dataclasses.replace(record, version=record.version + 1, updated_at=at, **changes)
 
 
@@ -104,6 +142,7 @@ def new_record(
         updated_at=at,
         phase_since=at,
         version=1,
+        history=(Step(at, Phase.RECEIVED.value, None, 1, None),),
     )
 
 
