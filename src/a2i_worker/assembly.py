@@ -6,6 +6,7 @@ role gets its collaborators here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -61,13 +62,16 @@ def build_roles(
     gate: QuotaGate,
     publisher: Publisher,
     m: Metrics,
+    clock: Callable[[], datetime] = _now,
 ) -> Roles:
+    """Every role of the request path and of loop following. ``clock``: the one time
+    source of them all (tests drive it by hand; the worker leaves the wall clock)."""
     rejecter = Rejecter(
         ledger=ledger,
         sqs=aws.sqs,
         publisher=publisher,
         dlq_url=queues.requests_dlq,
-        clock=_now,
+        clock=clock,
         metrics=m,
     )
     starter = Starter(
@@ -81,7 +85,7 @@ def build_roles(
             retry_after=timedelta(seconds=min(30.0, s.sweep_interval_seconds)),
             start_timeout=timedelta(seconds=s.start_timeout_seconds),
         ),
-        clock=_now,
+        clock=clock,
         metrics=m,
     )
     processor = RequestHandler(
@@ -90,10 +94,10 @@ def build_roles(
         s3=aws.s3,
         starter=starter,
         rejecter=rejecter,
-        canceller=Canceller(ledger=ledger, starter=starter, publisher=publisher, clock=_now),
-        budget=BudgetStep(ledger=ledger, sqs=aws.sqs, clock=_now, metrics=m),
+        canceller=Canceller(ledger=ledger, starter=starter, publisher=publisher, clock=clock),
+        budget=BudgetStep(ledger=ledger, sqs=aws.sqs, clock=clock, metrics=m),
         publisher=publisher,
-        clock=_now,
+        clock=clock,
         config=HandlerConfig(max_receives=s.max_receives),
         metrics=m,
     )
@@ -109,7 +113,7 @@ def build_roles(
             output_tries=s.output_tries,
             retry_after=timedelta(seconds=min(30.0, s.sweep_interval_seconds)),
         ),
-        clock=_now,
+        clock=clock,
         metrics=m,
     )
     finisher.use_starter(starter)
@@ -132,6 +136,7 @@ def build_roles(
             stopping_timeout=timedelta(seconds=s.stopping_timeout_seconds),
         ),
         metrics=m,
+        clock=clock,
     )
     return Roles(rejecter, starter, processor, finisher, events, sweeper)
 

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -229,7 +229,8 @@ class DynamoDbBudgetStore:
 
 
 def budget_store_for(ledger: Ledger) -> BudgetStore:
-    """The store that lives with ``ledger`` (same SQLite file or DynamoDB table)."""
+    """The store that lives with ``ledger`` (same SQLite file or DynamoDB table); another
+    ledger (an in-memory one in tests) may bring its own with a ``budget_store()`` method."""
     from a2i_worker.ledger.dynamodb import DynamoDbLedger
     from a2i_worker.ledger.sqlite import SqliteLedger
 
@@ -238,4 +239,7 @@ def budget_store_for(ledger: Ledger) -> BudgetStore:
     if isinstance(ledger, DynamoDbLedger):
         # The ledger does not expose its client publicly; it is the same open client.
         return DynamoDbBudgetStore(ledger.table_name, ledger.client)
+    own = getattr(ledger, "budget_store", None)
+    if callable(own):
+        return cast("BudgetStore", own())
     raise TypeError(f"no budget store for {type(ledger).__name__}")

@@ -23,6 +23,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from a2i_worker.errors import TransientError
+
 __all__ = ["Classified", "ErrorKind", "classify", "error_code"]
 
 
@@ -97,6 +99,10 @@ def _status(exc: ClientError) -> int:
 
 def classify(exc: BaseException) -> Classified:
     """Map any exception raised by an AWS call to what the caller should do."""
+    if isinstance(exc, TransientError):
+        # the worker's own verdict on an AWS or network error (e.g. the gateway's retries
+        # used up): transient, never a bug
+        return Classified(ErrorKind.TRANSIENT, "TransientError", str(exc))
     if isinstance(exc, ClientError):
         code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message", "")) or code

@@ -1,11 +1,13 @@
-"""The lifecycle's defects, each as a named case against small in-memory fakes.
+"""The lifecycle's defects, each as a named case against the in-memory fakes.
 
-The ledger is the real SQLite ledger on a temp file (no network); A2I, S3 and SQS are
-fakes with just the calls these roles make; the clock is a variable.
+The ledger is the real SQLite ledger on a temp file (no network); SQS, S3 and the A2I
+runtime (behind the real gateway) are tests/fakes, the publisher is the real one, and the
+clock is a :class:`~fakes.ManualClock`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
+from a2i_worker.a2i import A2IGateway
 from a2i_worker.classify import ErrorKind, classify
 from a2i_worker.finisher import Finisher, FinisherConfig
 from a2i_worker.ledger import transitions
@@ -23,80 +26,51 @@ from a2i_worker.messages import CancelRequest
 from a2i_worker.request.canceller import Canceller
 from a2i_worker.request.rejecter import Rejecter
 from a2i_worker.request.starter import StartConfig, Starter, StartResult
+from a2i_worker.results import Publisher
 from a2i_worker.routes import Routes
 from a2i_worker.sqs_types import SqsMessage, Verdict
+from fakes import FakeA2IRuntime, FakeGate, FakeLimiter, FakeS3, FakeSqs, ManualClock, client_error
 
 FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/f"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def _client_error(code: str, status: int) -> ClientError:
-    response: Any = {
-        "Error": {"Code": code, "Message": "x"},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, "Op")
+    return client_error(code, "x", status=status)
 
 
 @dataclass
-class FakeS3:
-    error: str | None = "NoSuchKey"
+class Seams:
+    """The roles' seams, from tests/fakes: SQS (with a requests DLQ and a results
+    queue), S3, the A2I runtime behind the real gateway, and the real publisher."""
 
-    async def get_object(self, **_: Any) -> Any:
-        raise _client_error(str(self.error), 404)
+    clock: ManualClock
+    sqs: FakeSqs = field(init=False)
+    s3: FakeS3 = field(default_factory=FakeS3)
+    a2i: FakeA2IRuntime = field(init=False)
 
+    def __post_init__(self) -> None:
+        self.sqs = FakeSqs(self.clock)
+        self.dlq = self.sqs.add_queue("requests-dlq")
+        self.results = self.sqs.add_queue("results")
+        self.a2i = FakeA2IRuntime(self.clock, s3=self.s3)
+        self.a2i.add_flow(FLOW)
+        self.gateway = A2IGateway(
+            cast(Any, self.a2i), FakeLimiter(), FakeGate(), transient_attempts=1
+        )
 
-@dataclass
-class FakeSqs:
-    sent: list[dict[str, Any]] = field(default_factory=list)
+    def publisher(self, ledger: Any) -> Publisher:
+        return Publisher(ledger, cast(Any, self.sqs), self.results)
 
-    async def send_message(self, **kw: Any) -> dict[str, Any]:
-        self.sent.append(kw)
-        return {"MessageId": str(len(self.sent))}
-
-
-@dataclass
-class FakePublisher:
-    notified: list[Any] = field(default_factory=list)
-
-    def notify(self, record: Any) -> None:
-        self.notified.append(record)
-
-
-@dataclass
-class FakeGateway:
-    """A2IGateway's surface: start / describe / stop."""
-
-    refuse: Exception | None = None
-    started: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-
-    async def start(self, name: str, payload: StartPayload) -> Any:
-        if self.refuse is not None:
-            raise self.refuse
-        self.started.append(name)
-        from a2i_worker.a2i import LoopInfo
-
-        return LoopInfo(name, f"arn:{name}", "InProgress", None, None, None, None, FLOW)
-
-    async def describe(self, name: str) -> Any:
-        return None
-
-    async def stop(self, name: str) -> bool:
-        self.stopped.append(name)
-        return True
+    async def published(self, publisher: Publisher, ledger: Any) -> list[dict[str, Any]]:
+        for rec in await ledger.unpublished(100):
+            publisher.notify(rec)
+        await publisher.flush()
+        return [json.loads(m.body) for m in self.sqs.queue(self.results).sent]
 
 
 @pytest.fixture
 async def ledger(tmp_path: Path) -> Any:
-    clock = Clock()
+    clock = ManualClock()
     led = SqliteLedger(tmp_path / "l.db", clock=clock)
     await led.open()
     led.test_clock = clock  # type: ignore[attr-defined]
@@ -122,16 +96,16 @@ async def _open_record(ledger: SqliteLedger, rid: str = "r-1") -> None:
     )
 
 
-def _starter(ledger: Any, gw: FakeGateway, sqs: FakeSqs, pub: FakePublisher) -> Starter:
+def _starter(ledger: Any, seams: Seams, pub: Publisher) -> Starter:
     clock = ledger.test_clock
     rejecter = Rejecter(
-        ledger=ledger, sqs=cast(Any, sqs), publisher=cast(Any, pub), dlq_url="dlq", clock=clock
+        ledger=ledger, sqs=cast(Any, seams.sqs), publisher=pub, dlq_url=seams.dlq, clock=clock
     )
     return Starter(
         ledger=ledger,
-        gateway=cast(Any, gw),
+        gateway=seams.gateway,
         rejecter=rejecter,
-        publisher=cast(Any, pub),
+        publisher=pub,
         config=StartConfig(),
         clock=clock,
     )
@@ -141,6 +115,39 @@ def test_an_exception_that_is_not_an_aws_error_is_a_bug() -> None:
     assert classify(KeyError("x")).kind is ErrorKind.BUG
     assert classify(TypeError("x")).kind is ErrorKind.BUG
     assert classify(_client_error("InternalServerError", 500)).kind is ErrorKind.TRANSIENT
+
+
+async def test_a2i_unavailable_during_a_sweep_is_not_a_bug(ledger: Any) -> None:
+    """Regression (found by the lifecycle model): the gateway's TransientError, raised
+    when A2I answers 500 beyond its retries, was classified as a bug, so a sweep of a
+    STARTING record logged a traceback and counted unexpected_errors_total."""
+    from a2i_worker.errors import TransientError
+    from a2i_worker.failures import report_failure
+    from a2i_worker.metrics import Metrics
+
+    assert classify(TransientError("DescribeHumanLoop failed: 500")).kind is ErrorKind.TRANSIENT
+    clock = ledger.test_clock
+    await ledger.claim("r-3", "fp", route=None, received_at=clock.now)
+    await ledger.mark_starting(
+        "r-3",
+        expected=[Phase.RECEIVED],
+        attempt=1,
+        loop_name="r-3-loop",
+        decision=None,
+        context=None,
+        payload=StartPayload(FLOW, "{}"),
+        next_check_at=clock.now,
+    )
+    seams, m = Seams(clock), Metrics()
+    seams.a2i.answer_next("DescribeHumanLoop", "InternalServerException")
+    starter = _starter(ledger, seams, seams.publisher(ledger))
+    with pytest.raises(TransientError) as caught:
+        await starter.resume(await ledger.get("r-3"), _Log())
+    seen = _Log()
+    report_failure(seen, caught.value, "resolving", role="sweeper", metrics=m)
+    total = m.registry.get_sample_value("a2i_worker_unexpected_errors_total", {"role": "sweeper"})
+    assert not total
+    assert [c["args"][0] for c in seen.calls] == ["resolving failed"]
 
 
 def test_validation_is_classified_by_code_never_by_message_text() -> None:
@@ -170,12 +177,14 @@ async def test_a_missing_output_ends_failed_after_the_configured_tries(ledger: A
     await ledger.apply_loop_update(
         LoopUpdate("r-1-loop", "Completed", clock.now, output_uri="s3://b/out.json")
     )
-    pub = FakePublisher()
+    seams = Seams(clock)
+    seams.s3.put("b", "other.json", b"{}")  # the bucket exists; output.json does not
+    pub = seams.publisher(ledger)
     finisher = Finisher(
         ledger=ledger,
-        gateway=cast(Any, FakeGateway()),
-        s3=cast(Any, FakeS3()),
-        publisher=cast(Any, pub),
+        gateway=seams.gateway,
+        s3=cast(Any, seams.s3),
+        publisher=pub,
         routes=Routes({}),
         config=FinisherConfig(output_tries=3),
         clock=clock,
@@ -188,7 +197,7 @@ async def test_a_missing_output_ends_failed_after_the_configured_tries(ledger: A
     assert rec.phase is Phase.DONE
     assert rec.result["outcome"] == "failed"
     assert rec.result["failure_code"] == "output_missing"
-    assert len(pub.notified) == 1
+    assert [r["outcome"] for r in await seams.published(pub, ledger)] == ["failed"]
 
 
 async def test_a2i_refusing_a_start_rejects_once_with_one_dlq_copy(ledger: Any) -> None:
@@ -207,13 +216,11 @@ async def test_a2i_refusing_a_start_rejects_once_with_one_dlq_copy(ledger: Any) 
         payload=StartPayload(FLOW, '{"a":1}'),
         next_check_at=clock.now,
     )
-    from a2i_worker.errors import PermanentError
-
-    sqs, pub = FakeSqs(), FakePublisher()
-    gw = FakeGateway(
-        refuse=PermanentError("a2i_access_denied", "AWS says: input 'secret'", quotes_service=True)
-    )
-    starter = _starter(ledger, gw, sqs, pub)
+    seams = Seams(clock)
+    denied = ("AccessDeniedException",) * 2  # A2I refuses every time (a bad IAM policy)
+    seams.a2i.answer_next("StartHumanLoop", *denied, message="AWS says: input 'secret'")
+    pub = seams.publisher(ledger)
+    starter = _starter(ledger, seams, pub)
     rec = await ledger.get("r-1")
     seen = _Log()
     assert await starter.start(rec, seen) is StartResult.REJECTED
@@ -224,18 +231,19 @@ async def test_a2i_refusing_a_start_rejects_once_with_one_dlq_copy(ledger: Any) 
     final = await ledger.get("r-1")
     assert final.result["outcome"] == "rejected"
     assert final.dlq_copied_at is not None
-    assert len(sqs.sent) == 1
-    attrs = sqs.sent[0]["MessageAttributes"]
+    dlq = seams.sqs.queue(seams.dlq).sent
+    assert len(dlq) == 1
+    attrs = dlq[0].attributes
     assert attrs["a2i_worker_rejection_code"]["StringValue"] == "a2i_access_denied"
-    assert len(pub.notified) == 1
+    assert [r["outcome"] for r in await seams.published(pub, ledger)] == ["rejected"]
+    assert len(seams.a2i.store) == 0  # no loop ever
 
 
 async def test_a_cancel_before_the_request_arrives_means_no_loop_ever(ledger: Any) -> None:
-    sqs, pub, gw = FakeSqs(), FakePublisher(), FakeGateway()
-    starter = _starter(ledger, gw, sqs, pub)
-    canceller = Canceller(
-        ledger=ledger, starter=starter, publisher=cast(Any, pub), clock=ledger.test_clock
-    )
+    seams = Seams(ledger.test_clock)
+    pub = seams.publisher(ledger)
+    starter = _starter(ledger, seams, pub)
+    canceller = Canceller(ledger=ledger, starter=starter, publisher=pub, clock=ledger.test_clock)
     msg = SqsMessage("q", "m-1", "h", "{}", 1, None)
     verdict = await canceller.cancel(msg, CancelRequest(type="cancel", request_id="r-9"))
     assert verdict == Verdict.DELETE
@@ -258,15 +266,16 @@ async def test_a_cancel_while_starting_stops_the_loop_once_it_exists(ledger: Any
         payload=StartPayload(FLOW, "{}"),
         next_check_at=clock.now,
     )
-    sqs, pub, gw = FakeSqs(), FakePublisher(), FakeGateway()
-    starter = _starter(ledger, gw, sqs, pub)
-    canceller = Canceller(ledger=ledger, starter=starter, publisher=cast(Any, pub), clock=clock)
+    seams = Seams(clock)
+    pub = seams.publisher(ledger)
+    starter = _starter(ledger, seams, pub)
+    canceller = Canceller(ledger=ledger, starter=starter, publisher=pub, clock=clock)
     msg = SqsMessage("q", "m-2", "h", "{}", 1, None)
     assert await canceller.cancel(msg, CancelRequest(type="cancel", request_id="r-2")) == "delete"
     rec = await ledger.get("r-2")
     assert rec.cancel_requested_at is not None
     assert await starter.start(rec, _Log()) is StartResult.ENDED
-    assert gw.started == []  # the cancel came first: no loop at all
+    assert "StartHumanLoop" not in seams.a2i.calls  # the cancel came first: no loop at all
     assert (await ledger.get("r-2")).result["outcome"] == "stopped"
 
 
