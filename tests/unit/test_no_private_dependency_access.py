@@ -4,7 +4,7 @@ A private attribute (``obj._name``) of aiolimiter, botocore, aiobotocore or boto
 only as long as the pinned version does; this test fails when src/ touches one again:
 ``x._name`` on anything but ``self``/``cls``, or ``self._name`` in a class that subclasses
 one of their classes, where ``_name`` is a private name those libraries define.
-(aiosqlite joins the list once ledger/sqlite.py stops calling ``_execute``/``_conn``.)
+(aiosqlite is no longer a dependency: ledger/sqlite.py owns its ``sqlite3`` thread.)
 """
 
 from __future__ import annotations
