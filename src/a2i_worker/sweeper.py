@@ -6,9 +6,12 @@ sweep takes the records that are due and:
 - STARTING (crash window, or a start that did not happen yet): the starter's
   ``resume`` — Describe; found → OPEN; not found → start it (same deterministic name,
   never a second loop), or end it (cancel noted: ``stopped``; in STARTING longer than
-  the start timeout: ``failed``). The first sweep after a restart takes every STARTING
-  record at once, whenever it was scheduled: a half-started request resumes within
-  seconds, whatever the visibility timeout;
+  the start timeout: ``failed``). The first sweep after a restart Describes every
+  STARTING record at once, whenever it was scheduled: a loop A2I accepted before a crash
+  is recorded within seconds, whatever the visibility timeout. One A2I does not have is
+  started only when its record falls due: until then it may be another replica's start
+  in flight (a new replica must not start, past its owner's rate limiter and quota gate,
+  what a running one is starting);
 - OPEN, few per flow definition: DescribeHumanLoop each;
 - OPEN, many per flow definition: one paged ListHumanLoops from the oldest due loop's
   creation time; only loops that List shows finished get a Describe (for the output
@@ -168,6 +171,7 @@ class Sweeper:
     async def sweep_once(self) -> SweepReport:
         now = self._clock()
         report = SweepReport()
+        early_ids: set[str] = set()
         if self._restarted:
             self._restarted = False
             ahead = self._starter.first_check(now) + self._cfg.interval
@@ -178,6 +182,9 @@ class Sweeper:
                 if r.phase is Phase.STARTING
                 or (r.next_check_at is not None and r.next_check_at <= now)
             ]
+            early_ids = {
+                r.request_id for r in due if r.next_check_at is not None and r.next_check_at > now
+            }
         else:
             due = await self._ledger.due_for_check(now, self._cfg.batch)
         report.due = len(due)
@@ -197,7 +204,7 @@ class Sweeper:
             running = [r for r in running if not held_back(r, now, backlogged=True, hold=hold)]
         async with anyio.create_task_group() as tg:
             for rec in starting:
-                tg.start_soon(self._resolve_starting, rec, report)
+                tg.start_soon(self._resolve_starting, rec, report, rec.request_id in early_ids)
             for rec in finished:
                 tg.start_soon(self._refinish, rec, report)
             by_flow: dict[str, list[LedgerRecord]] = defaultdict(list)
@@ -226,11 +233,15 @@ class Sweeper:
         await self._events.finisher.finish(rec)
         report.resolved += 1
 
-    async def _resolve_starting(self, rec: LedgerRecord, report: SweepReport) -> None:
+    async def _resolve_starting(
+        self, rec: LedgerRecord, report: SweepReport, early: bool = False
+    ) -> None:
+        """``early``: taken by the first sweep after a restart before it fell due: a loop
+        A2I has is recorded now, a missing one is started at the record's own time."""
         assert rec.loop_name is not None
         bound = log.bind(request_id=rec.request_id, loop_name=rec.loop_name)
         try:
-            outcome = await self._starter.resume(rec, bound)
+            outcome = await self._starter.resume(rec, bound, found_only=early)
             report.describes += 1
             if outcome is StartResult.OPENED:
                 report.started += 1

@@ -132,14 +132,19 @@ class Starter:
         *,
         msg: SqsMessage | None = None,
         received_at: datetime | None = None,
+        found_only: bool = False,
     ) -> StartResult:
         """A STARTING record whose start may have happened (crash, redelivery, sweep):
-        Describe decides, and the loop's deterministic name means never a second one."""
+        Describe decides, and the loop's deterministic name means never a second one.
+        ``found_only``: record a loop A2I has, but start none (the record is not the
+        sweeper's yet: another replica may be starting it right now)."""
         assert record.loop_name is not None
         info = await self._a2i.describe(record.loop_name)
         if info is not None:
             bound.info("resumed: the loop existed already")
             return await self.record_open(record, info, bound)
+        if found_only:
+            return StartResult.PENDING
         if record.cancel_requested_at is None and self._timed_out(record):
             return await self.end(
                 record,
