@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from a2i_emulator.store import Loop
@@ -192,6 +192,25 @@ class Rig:
             raise exc
 
         setattr(self.w.s3, op, failing)
+
+    def settings_with(self, **changes: Any) -> None:
+        """Other settings from now on (the process is rebuilt with them)."""
+        self.w.settings = self.w.settings.model_copy(update=changes)
+        self.restart()
+
+    def on_start(self, hook: Callable[[str, bool], Awaitable[None]]) -> None:
+        """``hook(loop name, started)`` runs right before A2I gets every StartHumanLoop
+        (``False``) and right after it answered with a new loop (``True``): a crash or a
+        concurrent step exactly there."""
+        real = self.w.a2i.start_human_loop
+
+        async def start(**kw: Any) -> dict[str, Any]:
+            await hook(kw["HumanLoopName"], False)
+            out = await real(**kw)
+            await hook(kw["HumanLoopName"], True)
+            return out
+
+        setattr(self.w.a2i, "start_human_loop", start)  # noqa: B010
 
     def fail_results_queue(self, times: int) -> None:
         """The next ``times`` SendMessageBatch calls to the results queue answer 500."""
