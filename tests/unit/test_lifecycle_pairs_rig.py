@@ -193,11 +193,6 @@ class Rig:
 
         setattr(self.w.s3, op, failing)
 
-    def settings_with(self, **changes: Any) -> None:
-        """Other settings from now on (the process is rebuilt with them)."""
-        self.w.settings = self.w.settings.model_copy(update=changes)
-        self.restart()
-
     def on_start(self, hook: Callable[[str, bool], Awaitable[None]]) -> None:
         """``hook(loop name, started)`` runs right before A2I gets every StartHumanLoop
         (``False``) and right after it answered with a new loop (``True``): a crash or a
