@@ -1,8 +1,11 @@
 """The one seam to the A2I runtime: every call goes through the limiter and the gate.
 
 ``A2IGateway`` turns botocore answers into values the roles act on. Throttling and
-quota answers are retried here (they never count against a request); Conflict and
-"name already used" are answered with DescribeHumanLoop, never with a second loop.
+quota answers are retried here (they never count against a request) with no pause of
+their own: the limiter and the gate pace them. 5xx and network errors are retried under
+:data:`a2i_worker.backoff.A2I_TRANSIENT`; the client has botocore retries off, so those
+are the only retries. Conflict and "name already used" are answered with
+DescribeHumanLoop, never with a second loop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import structlog
 
+from a2i_worker.backoff import A2I_TRANSIENT, Backoff
 from a2i_worker.classify import Classified, ErrorKind, classify
 from a2i_worker.errors import PermanentError, TransientError
 from a2i_worker.ledger.protocol import StartPayload
@@ -110,7 +114,7 @@ class A2IGateway:
         self._client = client
         self._limiter = limiter
         self._gate = gate
-        self._transient_attempts = transient_attempts
+        self._transient = A2I_TRANSIENT.tries(transient_attempts)
         self._metrics = metrics
         self._rng = rng or random.Random()
 
@@ -123,8 +127,7 @@ class A2IGateway:
         cancelled; retries transient errors a few times, then raises TransientError.
         Raises PermanentError when A2I refuses the request itself.
         """
-        transient_left = self._transient_attempts
-        delay = 0.2
+        transient = Backoff(self._transient, rng=self._rng)
         while True:
             await self._gate.wait_open()
             settled = False
@@ -196,11 +199,8 @@ class A2IGateway:
                     f"A2I refused loop name {name}: {c.message}",
                 )
             if c.kind is ErrorKind.TRANSIENT:
-                transient_left -= 1
-                if transient_left <= 0:
+                if not await transient.retry():
                     raise TransientError(f"StartHumanLoop failed: {c.code}: {c.message}")
-                await anyio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, 5.0)
                 continue
             if c.kind is ErrorKind.INVALID:
                 # A2I answers ValidationException for a name already used by a loop: the
@@ -280,8 +280,7 @@ class A2IGateway:
             "DeleteHumanLoop": self._client.delete_human_loop,
             "ListHumanLoops": self._client.list_human_loops,
         }[op]
-        transient_left = self._transient_attempts
-        delay = 0.2
+        transient = Backoff(self._transient, rng=self._rng)
         while True:
             async with self._limiter.acquire("sweep"):
                 try:
@@ -305,11 +304,8 @@ class A2IGateway:
             if c.kind is ErrorKind.NOT_FOUND:
                 return None
             if c.kind is ErrorKind.TRANSIENT:
-                transient_left -= 1
-                if transient_left <= 0:
+                if not await transient.retry():
                     raise TransientError(f"{op} failed: {c.code}: {c.message}")
-                await anyio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, 5.0)
                 continue
             raise _permanent(op, c)
 

@@ -161,7 +161,7 @@ def build_consumers(
 
     consumer = partial(
         QueueConsumer,
-        sqs=aws.sqs,
+        sqs=aws.sqs_no_retries,  # the consumers retry receives themselves (backoff.py)
         batcher=batcher,
         wait_seconds=s.receive_wait_seconds,
         visibility_timeout=s.visibility_timeout_seconds,

@@ -11,10 +11,16 @@ region come from the standard AWS environment unless overridden:
   ``..._SAGEMAKER_A2I_RUNTIME``, ``..._SAGEMAKER``) > ``AWS_ENDPOINT_URL`` > AWS. The
   environment part is botocore's own configured-endpoint chain, which aiobotocore 2.25 honours.
 
-The A2I runtime client runs with botocore retries off (``total_max_attempts=1``): every
-ThrottlingException must reach the worker's adaptive limiter. Other clients use
-botocore's ``standard`` retry mode. The pure helpers (:func:`resolve_region`,
-:func:`client_config`, :func:`client_kwargs`) build everything that is not I/O.
+Retries: botocore's and ours never stack (the policy per kind of call is the table in
+:mod:`a2i_worker.backoff`). A client whose calls the worker retries itself has botocore
+retries off (``standard`` mode, ``total_max_attempts=1``): the A2I runtime (every
+ThrottlingException must reach the adaptive limiter; 5xx retried by ``A2I_TRANSIENT``)
+and a second SQS client, :attr:`AwsClients.sqs_no_retries`, for the loops that retry by
+themselves (receive, batched deletes and visibility changes, enqueue). Every other
+call, on :attr:`AwsClients.sqs` and the other clients, keeps botocore's ``standard``
+mode with ``max_attempts`` (3) and no loop of ours. The pure helpers
+(:func:`resolve_region`, :func:`client_config`, :func:`client_kwargs`) build everything
+that is not I/O.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ SERVICES: Final[tuple[ServiceName, ...]] = (
     "sagemaker",
 )
 
+#: Key of the second SQS client (botocore retries off) in AwsClients.
+_SQS_NO_RETRIES: Final = "sqs/no-retries"
+
 # botocore service ids, as used in AWS_ENDPOINT_URL_<SERVICE_ID>.
 _SERVICE_IDS: Final[Mapping[str, str]] = {
     "sqs": "SQS",
@@ -86,7 +95,8 @@ class AwsClientSettings:
     read_timeout: float = 30.0
     """Must exceed SQS long-poll ``WaitTimeSeconds`` (max 20)."""
     max_attempts: int = 3
-    """Total attempts (first call included) for every client except the A2I runtime."""
+    """Total attempts (first call included) for every client that keeps botocore's
+    retries (all but the A2I runtime and :attr:`AwsClients.sqs_no_retries`)."""
 
 
 def endpoint_env_var(service: str) -> str:
@@ -130,13 +140,14 @@ def resolve_region(region: str | None, environ: Mapping[str, str]) -> str | None
     return region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
 
 
-def client_config(service: str, settings: AwsClientSettings) -> AioConfig:
-    """The botocore config of one client: pool, timeouts, retries (off for A2I)."""
-    retries: dict[str, Any]
-    if service == A2I_SERVICE:
-        retries = {"total_max_attempts": 1, "mode": "standard"}
-    else:
-        retries = {"total_max_attempts": settings.max_attempts, "mode": "standard"}
+def client_config(
+    service: str, settings: AwsClientSettings, *, own_retries: bool = False
+) -> AioConfig:
+    """The botocore config of one client: pool, timeouts, retries (off for A2I, and
+    when the caller retries by itself: ``own_retries``)."""
+    off = own_retries or service == A2I_SERVICE
+    attempts = 1 if off else settings.max_attempts
+    retries: dict[str, Any] = {"total_max_attempts": attempts, "mode": "standard"}
     return AioConfig(
         max_pool_connections=settings.max_pool_connections,
         connect_timeout=settings.connect_timeout,
@@ -146,7 +157,11 @@ def client_config(service: str, settings: AwsClientSettings) -> AioConfig:
 
 
 def client_kwargs(
-    service: str, settings: AwsClientSettings, environ: Mapping[str, str]
+    service: str,
+    settings: AwsClientSettings,
+    environ: Mapping[str, str],
+    *,
+    own_retries: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for ``session.client(service, **kwargs)``.
 
@@ -154,7 +169,7 @@ def client_kwargs(
     configured-endpoint chain (``AWS_ENDPOINT_URL_*`` of the real environment, config
     files) applies otherwise.
     """
-    kwargs: dict[str, Any] = {"config": client_config(service, settings)}
+    kwargs: dict[str, Any] = {"config": client_config(service, settings, own_retries=own_retries)}
     region = resolve_region(settings.region, environ)
     if region is not None:
         kwargs["region_name"] = region
@@ -168,7 +183,8 @@ class AwsClients:
     """Long-lived aioboto3 clients of one process; ``async with AwsClients() as aws``.
 
     Attributes are valid inside the context only. ``services`` limits which clients are
-    opened (all six by default); touching a client that was not opened raises.
+    opened (all six by default); touching a client that was not opened raises. With
+    ``"sqs"`` come two SQS clients: :attr:`sqs` and :attr:`sqs_no_retries`.
 
     ``environ`` (default ``os.environ``) supplies the region; when given explicitly it
     also supplies credentials (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
@@ -205,6 +221,10 @@ class AwsClients:
                 kwargs = client_kwargs(service, self.settings, self._environ)
                 client = await stack.enter_async_context(self.session.client(service, **kwargs))
                 self._clients[service] = client
+                if service == "sqs":
+                    kwargs = client_kwargs("sqs", self.settings, self._environ, own_retries=True)
+                    bare = await stack.enter_async_context(self.session.client("sqs", **kwargs))
+                    self._clients[_SQS_NO_RETRIES] = bare
         except BaseException:
             await stack.aclose()
             self._clients.clear()
@@ -232,6 +252,13 @@ class AwsClients:
     @property
     def sqs(self) -> SQSClient:
         return cast("SQSClient", self._get("sqs"))
+
+    @property
+    def sqs_no_retries(self) -> SQSClient:
+        """SQS with botocore retries off, for the callers that retry by themselves
+        (:mod:`a2i_worker.backoff`): the consumers' receives, the batched deletes and
+        visibility changes, ``enqueue``."""
+        return cast("SQSClient", self._get(_SQS_NO_RETRIES))
 
     @property
     def s3(self) -> S3Client:

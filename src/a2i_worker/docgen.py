@@ -84,17 +84,11 @@ def rejection_codes_table() -> str:
 
 
 def _metric_rows() -> Iterator[tuple[str, str, str, str]]:
-    from prometheus_client.metrics import MetricWrapperBase
-
     from a2i_worker.metrics import Metrics
 
-    for metric in vars(Metrics()).values():
-        if not isinstance(metric, MetricWrapperBase):
-            continue
-        kind = str(metric._type)
-        name: str = metric._name + ("_total" if kind == "counter" else "")
-        labels = ", ".join(f"`{label}`" for label in metric._labelnames) or "—"
-        yield f"`{name}`", kind, labels, metric._documentation
+    for metric in Metrics().declared:
+        labels = ", ".join(f"`{label}`" for label in metric.labels) or "—"
+        yield f"`{metric.name}`", metric.kind, labels, metric.documentation
 
 
 def metrics_table() -> str:

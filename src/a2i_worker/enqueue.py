@@ -1,8 +1,9 @@
 """``a2i-worker enqueue``: JSONL lines → the requests queue, ten per SendMessageBatch.
 
 Lines are sent as they are (the worker validates and rejects with reasons); blank
-lines are skipped. Failed entries are retried a few times and then counted, never
-silently dropped: the command exits non-zero when any line was not accepted.
+lines are skipped. Failed entries are retried a few times (``backoff.SQS_SEND``) and
+then counted, never silently dropped: the command exits non-zero when any line was not
+accepted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import anyio
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from a2i_worker.aws import AwsClients, AwsClientSettings
+from a2i_worker.backoff import SQS_SEND, Backoff
 from a2i_worker.classify import classify
 
 if TYPE_CHECKING:
@@ -32,30 +34,37 @@ async def send_batches(
     concurrency: int = 8,
     on_sent: Any = None,
 ) -> dict[str, Any]:
-    """Send ``bodies`` in batches of ten with bounded concurrency; returns counts."""
+    """Send ``bodies`` in batches of ten with bounded concurrency; returns counts.
+
+    A call that raises a retryable error, or the entries SQS did not accept, are retried
+    under :data:`a2i_worker.backoff.SQS_SEND`; pass a client with botocore retries off
+    (:attr:`AwsClients.sqs_no_retries`) so that the two do not stack.
+    """
     report: dict[str, Any] = {"sent": 0, "failed": 0, "too_large": 0, "last_error": None}
     sem = anyio.Semaphore(concurrency)
 
     async def send(batch: list[str]) -> None:
         async with sem:
             pending = list(enumerate(batch))
-            for attempt in range(4):
+            backoff = Backoff(SQS_SEND)
+            while True:
                 entries: list[Any] = [{"Id": str(i), "MessageBody": b} for i, b in pending]
                 try:
                     resp = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
                 except Exception as exc:
-                    report["last_error"] = classify(exc).code
-                    await anyio.sleep(0.2 * 2**attempt)
-                    continue
+                    c = classify(exc)
+                    report["last_error"] = c.code
+                    if c.retryable and await backoff.retry():
+                        continue
+                    break
                 failed = {f["Id"] for f in resp.get("Failed", [])}
                 ok = len(pending) - len(failed)
                 report["sent"] += ok
                 if on_sent:
                     on_sent(ok)
                 pending = [(i, b) for i, b in pending if str(i) in failed]
-                if not pending:
-                    return
-                await anyio.sleep(0.2 * 2**attempt)
+                if not pending or not await backoff.retry():
+                    break
             report["failed"] += len(pending)
 
     async with anyio.create_task_group() as tg:
@@ -87,7 +96,7 @@ async def enqueue_lines(stream: TextIO, queue_url: str) -> dict[str, Any]:
         ) as progress:
             task = progress.add_task("enqueue", total=len(bodies))
             report = await send_batches(
-                aws.sqs, queue_url, bodies, on_sent=lambda n: progress.advance(task, n)
+                aws.sqs_no_retries, queue_url, bodies, on_sent=lambda n: progress.advance(task, n)
             )
     report["blank_lines"] = len(lines) - len(bodies)
     return report

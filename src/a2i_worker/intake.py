@@ -10,6 +10,8 @@ Used for both the requests queue and the events queue. Promises:
   ignored; a message is deleted only when its handler says so (after the ledger holds
   its outcome);
 - on shutdown, messages not finished are handed back (visibility 0).
+
+Retries: :mod:`a2i_worker.backoff`, on ``AwsClients.sqs_no_retries`` (botocore's off).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import structlog
 
+from a2i_worker.backoff import SQS_DELETE, SQS_RECEIVE, SQS_VISIBILITY, Backoff
 from a2i_worker.classify import classify
 from a2i_worker.limiting.window import Slots
 from a2i_worker.sqs_types import Handler, SqsMessage, Verdict, backoff_visibility
@@ -37,8 +40,9 @@ _T = TypeVar("_T")
 class MessageBatcher:
     """Batches DeleteMessage / ChangeMessageVisibility calls, ten entries a call.
 
-    Failed entries are retried with backoff; ``ReceiptHandleIsInvalid`` (the message was
-    already deleted or redelivered) is final and logged.
+    Failed deletes are retried (``SQS_DELETE``, until done); ``ReceiptHandleIsInvalid``
+    (the message was already deleted or redelivered) is final and logged. A visibility
+    change raising a retryable error is retried a few times (``SQS_VISIBILITY``).
     """
 
     def __init__(
@@ -53,7 +57,6 @@ class MessageBatcher:
         self._pending_deletes: dict[str, list[tuple[SqsMessage, anyio.Event]]] = {}
         self._wakeup = anyio.Event()
         self._on_error = on_error
-        self._closed = False
         self.deleted = 0
         self.delete_failures = 0
 
@@ -78,14 +81,18 @@ class MessageBatcher:
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": visibility}
                 for i, m in enumerate(chunk)
             ]
-            try:
-                resp = await self._sqs.change_message_visibility_batch(
-                    QueueUrl=queue_url, Entries=entries
-                )
-            except Exception as exc:
-                log.warning("visibility change failed", error=classify(exc).code, n=len(chunk))
-                failed.extend(chunk)
-                return
+            backoff = Backoff(SQS_VISIBILITY)
+            while True:
+                try:
+                    resp = await self._sqs.change_message_visibility_batch(
+                        QueueUrl=queue_url, Entries=entries
+                    )
+                    break
+                except Exception as exc:
+                    if not ((c := classify(exc)).retryable and await backoff.retry()):
+                        log.warning("visibility change failed", error=c.code, n=len(chunk))
+                        failed.extend(chunk)
+                        return
             for f in resp.get("Failed", []):
                 failed.append(chunk[int(f["Id"])])
 
@@ -115,7 +122,7 @@ class MessageBatcher:
         self, queue_url: str, chunk: list[tuple[SqsMessage, anyio.Event]]
     ) -> None:
         remaining = chunk
-        delay = 0.1
+        backoff = Backoff(SQS_DELETE)
         while remaining:
             entries: list[Any] = [
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle}
@@ -153,10 +160,8 @@ class MessageBatcher:
                         retry.append((m, ev))
                 if retry:
                     log.warning("delete batch partially failed; retrying", n=len(retry))
-            remaining = retry
-            if remaining:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            if remaining := retry:
+                await backoff.retry()  # SQS_DELETE has no attempt limit: always True
 
 
 class QueueConsumer:
@@ -193,8 +198,7 @@ class QueueConsumer:
         self._visibility = visibility_timeout
         self._heartbeat_interval = heartbeat_interval
         self._retry_visibility = retry_visibility
-        self._backoff_min = min(0.5, receive_backoff_max)
-        self._backoff_max = receive_backoff_max
+        self.receive_policy = SQS_RECEIVE.capped(receive_backoff_max)
         self._held: dict[str, SqsMessage] = {}
         # Heartbeats and hand_back() both change visibility: serialised, so an extension
         # already on the wire can never land after a hand-back and hide the message again.
@@ -270,7 +274,7 @@ class QueueConsumer:
                 self._receivers_done.set()
 
     async def _receive_loop_inner(self) -> None:
-        backoff = self._backoff_min
+        backoff = Backoff(self.receive_policy)
         while not self._stopping.is_set():
             # Wait for at least one free slot before asking SQS for anything.
             await self._slots.acquire()
@@ -278,7 +282,6 @@ class QueueConsumer:
             while free < 10 and self._slots.value > 0:
                 self._slots.acquire_nowait()
                 free += 1
-            got: list[dict[str, Any]] = []
             try:
                 if self._stopping.is_set():
                     break
@@ -289,8 +292,8 @@ class QueueConsumer:
                     VisibilityTimeout=self._visibility,
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 )
-                got = [dict(m) for m in resp.get("Messages", [])]
-                backoff = self._backoff_min
+                got: list[dict[str, Any]] = [dict(m) for m in resp.get("Messages", [])]
+                backoff.reset()
                 if self._on_receive_ok:
                     self._on_receive_ok()
             except Exception as exc:
@@ -300,8 +303,7 @@ class QueueConsumer:
                     self._on_receive_error(c.code)
                 for _ in range(free):
                     self._slots.release()
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                await backoff.retry()  # no attempt limit: until SQS answers again
                 continue
             # Give back the slots we did not use.
             for _ in range(free - len(got)):

@@ -15,9 +15,11 @@ growing while the worker is stuck instead of freezing at their last value.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import prometheus_client
 from prometheus_client import (
@@ -34,7 +36,7 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from a2i_worker.ledger.protocol import LedgerRecord, LiveCounts
 
-__all__ = ["UNROUTED", "Metrics", "QueueLag"]
+__all__ = ["UNROUTED", "MetricDoc", "Metrics", "QueueLag"]
 
 #: Route label of requests addressed by flow definition ARN with no route.
 UNROUTED = "(unrouted)"
@@ -45,6 +47,34 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Review duration buckets: one minute to a week (reviewers take minutes to days).
 _REVIEW_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
+
+
+@dataclass(frozen=True)
+class MetricDoc:
+    """One metric as exposed: ``name`` with its ``_total`` for a counter."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    documentation: str
+
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+_KINDS = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
+
+
+def _declare(
+    into: list[MetricDoc],
+    cls: type[_Metric],
+    name: str,
+    documentation: str,
+    labelnames: Sequence[str] = (),
+    **kwargs: Any,
+) -> _Metric:
+    """Create a metric and note what it is (prometheus_client keeps that private)."""
+    shown = name + ("_total" if cls is Counter else "")
+    into.append(MetricDoc(shown, _KINDS[cls], tuple(labelnames), documentation))
+    return cls(name, documentation, labelnames, **kwargs)
 
 
 class QueueLag:
@@ -92,74 +122,97 @@ class Metrics:
         GCCollector(registry=r)
         #: Route names that may appear as labels (set from the routes file at start).
         self.routes: frozenset[str] = frozenset()
-        self.requests = Counter(
+        #: What each metric is (name, kind, labels, help): the docs' metrics table.
+        self.declared: list[MetricDoc] = []
+        m = partial(_declare, self.declared)
+        self.requests = m(
+            Counter,
             "a2i_worker_requests",
             "Review requests by final outcome (counted when the result is published), by route",
             ["outcome", "route"],
             registry=r,
         )
-        self.review_duration = Histogram(
+        self.review_duration = m(
+            Histogram,
             "a2i_worker_review_duration_seconds",
             "From the loop's creation in A2I to its result published, by route and outcome",
             ["route", "outcome"],
             buckets=_REVIEW_BUCKETS,
             registry=r,
         )
-        self.rejections = Counter(
-            "a2i_worker_rejections", "Rejected messages by reason code", ["code"], registry=r
+        self.rejections = m(
+            Counter,
+            "a2i_worker_rejections",
+            "Rejected messages by reason code",
+            ["code"],
+            registry=r,
         )
-        self.unexpected_errors = Counter(
+        self.unexpected_errors = m(
+            Counter,
             "a2i_worker_unexpected_errors",
             "Exceptions that are neither AWS nor network errors (bugs), by role",
             ["role"],
             registry=r,
         )
-        self.loops_started = Counter(
-            "a2i_worker_loops_started", "Human loops started (including resubmissions)", registry=r
+        self.loops_started = m(
+            Counter,
+            "a2i_worker_loops_started",
+            "Human loops started (including resubmissions)",
+            registry=r,
         )
-        self.start_latency = Histogram(
+        self.start_latency = m(
+            Histogram,
             "a2i_worker_start_latency_seconds",
             "StartHumanLoop call latency",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
-        self.receive_to_start = Histogram(
+        self.receive_to_start = m(
+            Histogram,
             "a2i_worker_receive_to_start_seconds",
             "From SQS receive to StartHumanLoop acknowledged",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=r,
         )
-        self.a2i_calls = Counter(
+        self.a2i_calls = m(
+            Counter,
             "a2i_worker_a2i_calls",
             "A2I runtime calls by operation and result",
             ["op", "result"],
             registry=r,
         )
-        self.limiter_rate = Gauge(
+        self.limiter_rate = m(
+            Gauge,
             "a2i_worker_limiter_rate",
             "Current adaptive rate (calls/s), by call class: start (StartHumanLoop) or sweep",
             ["cls"],
             registry=r,
         )
-        self.gate_level = Gauge(
+        self.gate_level = m(
+            Gauge,
             "a2i_worker_quota_gate_level",
             "Learned cap on loops in flight (-1 = none learned)",
             registry=r,
         )
-        self.gate_open = Gauge("a2i_worker_quota_gate_open", "1 if starts may go", registry=r)
-        self.in_flight_loops = Gauge(
-            "a2i_worker_loops_in_flight", "Loops started and not yet finished", registry=r
+        self.gate_open = m(Gauge, "a2i_worker_quota_gate_open", "1 if starts may go", registry=r)
+        self.in_flight_loops = m(
+            Gauge, "a2i_worker_loops_in_flight", "Loops started and not yet finished", registry=r
         )
-        self.throttles = Counter(
+        self.throttles = m(
+            Counter,
             "a2i_worker_throttles",
             "ThrottlingException answers, by call class: start or sweep",
             ["cls"],
             registry=r,
         )
-        self.quota_rejections = Counter(
-            "a2i_worker_quota_rejections", "ServiceQuotaExceededException answers", registry=r
+        self.quota_rejections = m(
+            Counter,
+            "a2i_worker_quota_rejections",
+            "ServiceQuotaExceededException answers",
+            registry=r,
         )
-        self.ledger_phase = Gauge(
+        self.ledger_phase = m(
+            Gauge,
             "a2i_worker_ledger_records",
             "Ledger records in progress, by phase: starting (loop being started, or finished "
             "and its result being read), open (open in A2I), done (result stored, not yet "
@@ -167,51 +220,64 @@ class Metrics:
             ["phase"],
             registry=r,
         )
-        self.open_loops = Gauge(
+        self.open_loops = m(
+            Gauge,
             "a2i_worker_open_loops",
             "Loops open in A2I (started, not finished), by route; at the ledger's last count",
             ["route"],
             registry=r,
         )
-        self.oldest_open_loop_age = Gauge(
+        self.oldest_open_loop_age = m(
+            Gauge,
             "a2i_worker_oldest_open_loop_age_seconds",
             "Age of the oldest loop open in A2I, by route (0: none open); grows between counts",
             ["route"],
             registry=r,
         )
-        self.ledger_counted_at = Gauge(
+        self.ledger_counted_at = m(
+            Gauge,
             "a2i_worker_ledger_count_timestamp_seconds",
             "Unix time of the ledger's last successful count (stale gauges show here)",
             registry=r,
         )
-        self.events = Counter(
-            "a2i_worker_events", "Events from the events queue by kind", ["kind"], registry=r
+        self.events = m(
+            Counter,
+            "a2i_worker_events",
+            "Events from the events queue by kind",
+            ["kind"],
+            registry=r,
         )
-        self.sweep_calls = Counter(
-            "a2i_worker_sweep_calls", "Sweeper calls by operation", ["op"], registry=r
+        self.sweep_calls = m(
+            Counter, "a2i_worker_sweep_calls", "Sweeper calls by operation", ["op"], registry=r
         )
-        self.results_published = Counter(
-            "a2i_worker_results_published", "Results accepted by the results queue", registry=r
+        self.results_published = m(
+            Counter,
+            "a2i_worker_results_published",
+            "Results accepted by the results queue",
+            registry=r,
         )
         self.queue_lag = QueueLag()
-        self.queue_lag_gauge = Gauge(
+        self.queue_lag_gauge = m(
+            Gauge,
             "a2i_worker_queue_lag_seconds",
             "Estimated age of the oldest waiting request: the last received message's age, "
             "growing while the requests queue has visible messages; 0 when it is empty",
             registry=r,
         )
         self.queue_lag_gauge.set_function(self.queue_lag.value)
-        self.queue_messages = Gauge(
+        self.queue_messages = m(
+            Gauge,
             "a2i_worker_queue_messages",
             "Messages in each configured queue (requests, events, results, DLQs) at the last "
             "readiness check, by state: visible or in_flight",
             ["queue", "state"],
             registry=r,
         )
-        self.messages_held = Gauge(
-            "a2i_worker_messages_held", "SQS messages held in memory", ["queue"], registry=r
+        self.messages_held = m(
+            Gauge, "a2i_worker_messages_held", "SQS messages held in memory", ["queue"], registry=r
         )
-        self.dependency_errors = Counter(
+        self.dependency_errors = m(
+            Counter,
             "a2i_worker_dependency_errors",
             "Failed calls by dependency",
             ["dependency"],

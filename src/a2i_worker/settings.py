@@ -142,7 +142,10 @@ class Settings(BaseSettings):
         30, "How often visibility of in-flight messages is extended (< visibility timeout)."
     )
     receive_backoff_max_seconds: float = _seconds(
-        20, "Longest pause after failed receives (doubling from 0.5 s, or this if less).", le=600
+        20,
+        "Longest pause after failed receives: each pause is random up to a bound that "
+        "doubles from 0.5 s to this.",
+        le=600,
     )
 
     # -- rate limiting ---------------------------------------------------------------

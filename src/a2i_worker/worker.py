@@ -88,7 +88,7 @@ class Worker:
         self.dependencies = build_dependencies(
             aws=aws, queues=queues, routes=routes, ledger=ledger, metrics=m
         )
-        self.batcher = MessageBatcher(aws.sqs)
+        self.batcher = MessageBatcher(aws.sqs_no_retries)
         consumers = build_consumers(
             s,
             aws=aws,

@@ -29,7 +29,7 @@ async def test_probe_delay_sweep_rate_and_receive_backoff_come_from_the_settings
     assert worker.gate.params.probe_after == 2.5
     assert worker.limiter.snapshot().sweep.rate == 20.0
     for consumer in (worker.requests, worker.events_consumer):
-        assert consumer._backoff_max == 0.25
+        assert consumer.receive_policy.cap == 0.25
 
     capped = Worker(
         make_settings(env, routes, tmp_path / "l2.db", sweep_rate_max=3.0), Routes({}), aws

@@ -56,6 +56,27 @@ def test_a2i_client_never_retries_and_others_use_standard_mode() -> None:
         assert config.read_timeout == 25
 
 
+def test_a_client_for_callers_that_retry_themselves_has_botocore_retries_off() -> None:
+    settings = AwsClientSettings()
+    for service in ("sqs", "s3", "dynamodb"):
+        config: Any = client_config(service, settings, own_retries=True)
+        assert config.retries == {"total_max_attempts": 1, "mode": "standard"}, service
+    kept: Any = client_config("sqs", AwsClientSettings(max_attempts=5))
+    assert kept.retries == {"total_max_attempts": 5, "mode": "standard"}
+
+
+async def test_sqs_comes_as_two_clients_one_without_botocore_retries() -> None:
+    environ = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}
+    settings = AwsClientSettings(endpoint_urls={"sqs": "http://127.0.0.1:9"})
+    async with AwsClients(settings, services=("sqs",), environ=environ) as aws:
+        standard: Any = aws.sqs.meta.config
+        bare: Any = aws.sqs_no_retries.meta.config
+        assert aws.sqs_no_retries is not aws.sqs
+        assert aws.sqs_no_retries.meta.endpoint_url == "http://127.0.0.1:9"
+    assert standard.retries == {"total_max_attempts": 3, "mode": "standard"}
+    assert bare.retries == {"total_max_attempts": 1, "mode": "standard"}
+
+
 def test_endpoint_url_is_passed_only_when_overridden() -> None:
     settings = AwsClientSettings(region="us-east-1", endpoint_urls={"sqs": "http://127.0.0.1:9"})
     assert client_kwargs("sqs", settings, {})["endpoint_url"] == "http://127.0.0.1:9"

@@ -1,7 +1,8 @@
 """DynamoDB ledger, shared by many replicas: one table, conditional writes only.
 
 The table, its key design and the item encoding are in
-:mod:`a2i_worker.ledger.dynamodb_table`.
+:mod:`a2i_worker.ledger.dynamodb_table`; the counting reads (gauges, operator views) in
+:mod:`a2i_worker.ledger.dynamodb_counts`.
 
 Every transition is GetItem(ConsistentRead) -> :mod:`a2i_worker.ledger.transitions`
 -> UpdateItem of the changed attributes with ``ConditionExpression version = :read``;
@@ -28,8 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from a2i_worker.backoff import DYNAMODB_UNPROCESSED, Backoff
 from a2i_worker.errors import ConfigError, TransientError
-from a2i_worker.ledger import codec, transitions
+from a2i_worker.ledger import codec, dynamodb_counts, transitions
 from a2i_worker.ledger.base import TransitionLedger
 from a2i_worker.ledger.dynamodb_table import (
     INDEX_NAMES,
@@ -189,16 +191,7 @@ class DynamoDbLedger(TransitionLedger):
         return await self._call(lambda: method(**kwargs))
 
     async def _paged(self, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
-        """All items of a Query or Scan, following LastEvaluatedKey (up to ``Limit``)."""
-        items: list[dict[str, Any]] = []
-        limit = kwargs.get("Limit")
-        while True:
-            page = await self._op(operation, TableName=self.table_name, **kwargs)
-            items.extend(page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start or (limit is not None and len(items) >= limit):
-                return items
-            kwargs["ExclusiveStartKey"] = start
+        return await dynamodb_counts.paged(self._op, self.table_name, operation, **kwargs)
 
     async def _get_many(self, request_ids: Sequence[str]) -> dict[str, LedgerRecord]:
         """Consistent reads of many records (BatchGetItem, unprocessed keys retried)."""
@@ -208,7 +201,7 @@ class DynamoDbLedger(TransitionLedger):
             pending: list[dict[str, Any]] = [
                 {"request_id": {"S": rid}} for rid in unique[i : i + _BATCH_GET]
             ]
-            delay = 0.05
+            backoff = Backoff(DYNAMODB_UNPROCESSED)
             while pending:
                 answer = await self._op(
                     "batch_get_item",
@@ -221,8 +214,7 @@ class DynamoDbLedger(TransitionLedger):
                     answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
                 )
                 if pending:  # DynamoDB asks for back-off before retrying unprocessed keys
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    await backoff.retry()  # no attempt limit
         return found
 
     # -- reads ----------------------------------------------------------------------
@@ -299,16 +291,7 @@ class DynamoDbLedger(TransitionLedger):
         return sorted(done, key=lambda r: (r.updated_at or _EPOCH, r.request_id))
 
     async def open_loops_by_flow(self) -> dict[str, tuple[int, datetime | None]]:
-        counts: dict[str, tuple[int, datetime | None]] = {}
-        for item in await self._paged("scan", IndexName="open"):
-            flow = str(item["open_flow"]["S"])
-            created_raw = item.get("loop_created_at", {}).get("N")
-            created = None if created_raw is None else codec.from_micros(int(created_raw))
-            n, oldest = counts.get(flow, (0, None))
-            if created is not None and (oldest is None or created < oldest):
-                oldest = created
-            counts[flow] = (n + 1, oldest)
-        return counts
+        return await dynamodb_counts.open_loops_by_flow(self._op, self.table_name)
 
     async def open_records_for_flow(
         self, flow_definition_arn: str, limit: int
@@ -336,66 +319,11 @@ class DynamoDbLedger(TransitionLedger):
 
     async def count_by_phase(self) -> dict[Phase, int]:
         """Counts by a full Scan of the ``phase`` attribute: O(table); call it rarely."""
-        counts = dict.fromkeys(Phase, 0)
-        items = await self._paged(
-            "scan", ProjectionExpression="#p", ExpressionAttributeNames={"#p": "phase"}
-        )
-        for item in items:
-            if "phase" in item:  # review-budget counters share the table and have none
-                counts[Phase(item["phase"]["S"])] += 1
-        return counts
-
-    async def _index_count(self, index: str, key: str, value: dict[str, Any]) -> int:
-        """Items of one index partition: Query with Select=COUNT (reads index items only)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": index,
-            "KeyConditionExpression": f"{key} = :k",
-            "ExpressionAttributeValues": {":k": value},
-            "Select": "COUNT",
-        }
-        total = 0
-        while True:
-            page = await self._op("query", **kwargs)
-            total += int(page.get("Count", 0))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return total
-            kwargs["ExclusiveStartKey"] = start
-
-    async def _open_of_flow(self, flow: str) -> tuple[int, datetime | None]:
-        value = {"S": flow}
-        count, first = await asyncio.gather(
-            self._index_count("open", "open_flow", value),
-            self._op(
-                "query",
-                TableName=self.table_name,
-                IndexName="open",
-                KeyConditionExpression="open_flow = :k",
-                ExpressionAttributeValues={":k": value},
-                ScanIndexForward=True,
-                Limit=1,
-            ),
-        )
-        items = first.get("Items", [])
-        oldest = codec.from_micros(int(items[0]["open_sort"]["N"])) if items else None
-        return count, oldest
+        return await dynamodb_counts.count_by_phase(self._op, self.table_name)
 
     async def live_counts(self, flows: Collection[str]) -> LiveCounts:
-        """Queries of the sparse indexes only, never a Scan: ``Select=COUNT`` on every
-        shard of ``due`` and ``done``, and per flow of ``flows`` on ``open`` (plus one
-        ``Limit=1`` read for its oldest loop). The read cost is proportional to the
-        records in progress (index items of ~100 bytes), not to the table."""
-        shards = range(self._shards)
-        wanted = sorted(set(flows))
-        due, done, opened = await asyncio.gather(
-            asyncio.gather(*(self._index_count("due", "due_shard", {"N": str(s)}) for s in shards)),
-            asyncio.gather(
-                *(self._index_count("done", "done_shard", {"N": str(s)}) for s in shards)
-            ),
-            asyncio.gather(*(self._open_of_flow(f) for f in wanted)),
-        )
-        return LiveCounts(sum(due), sum(done), dict(zip(wanted, opened, strict=True)))
+        """Queries of the sparse indexes only, never a Scan (see :mod:`.dynamodb_counts`)."""
+        return await dynamodb_counts.live_counts(self._op, self.table_name, self._shards, flows)
 
     # -- transitions ----------------------------------------------------------------
 

@@ -1,16 +1,23 @@
-"""SQLite ledger for one replica: one file, WAL, one aiosqlite connection.
+"""SQLite ledger for one replica: one file, WAL, one stdlib ``sqlite3`` connection.
+
+Why not aiosqlite: its public API costs a thread round trip per ``execute`` and per
+``fetch``, and has no "run this function on your thread" call; so the ledger owns the
+thread (one ``sqlite3`` connection, used only by a single-thread executor).
 
 Every transition is read -> :mod:`a2i_worker.ledger.transitions` -> one
 ``UPDATE ... WHERE request_id = ? AND version = ?`` in autocommit mode, so each call
 is one small transaction and two tasks racing the same transition cannot both win:
 the loser's update matches no row, it re-reads and the transition function refuses
 (or applies on top of the winner). Only changed columns are written, so a 3 MiB
-payload is written once, by ``mark_starting``.
+payload is written once, by ``mark_starting``. The read, the pure step and the write
+run in one hop to the database thread, which also serialises every statement of the
+one connection (a multi-statement transaction cannot interleave with another task's).
 
 Durability: WAL with ``synchronous=NORMAL`` (default) survives a killed process
 (kill -9) with every committed transaction; a power loss or kernel crash may lose
 the last transactions before the WAL is synced, never corrupts the file. Pass
 ``synchronous="FULL"`` to fsync every commit. See docs/ledger.md for measurements.
+The file's schema and migrations are in :mod:`a2i_worker.ledger.sqlite_schema`.
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ import functools
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import aiosqlite
 import structlog
 
-from a2i_worker.errors import ConfigError, TransientError
+from a2i_worker.errors import TransientError
 from a2i_worker.ledger import codec, transitions
 from a2i_worker.ledger.base import TransitionLedger
 from a2i_worker.ledger.protocol import (
@@ -38,69 +45,29 @@ from a2i_worker.ledger.protocol import (
     LoopUpdate,
     Phase,
 )
+from a2i_worker.ledger.sqlite_schema import SELECT as _SELECT
+from a2i_worker.ledger.sqlite_schema import check_path, connect
 
-__all__ = ["SCHEMA_VERSION", "SqliteLedger"]
+__all__ = ["SqliteLedger"]
 
 log = structlog.get_logger(__name__)
-
-#: Version of the schema this code writes; ``open()`` migrates older files up to it.
-SCHEMA_VERSION = 3
-
-
-_COLUMN_TYPES: dict[str, str] = {
-    "request_id": "TEXT PRIMARY KEY NOT NULL",
-    "fingerprint": "TEXT NOT NULL",
-    "phase": "TEXT NOT NULL",
-    "attempt": "INTEGER NOT NULL",
-    "version": "INTEGER NOT NULL",
-    "input_z": "BLOB",
-    "loop_created_at": "INTEGER",
-    "loop_finished_at": "INTEGER",
-    "received_at": "INTEGER",
-    "updated_at": "INTEGER",
-    "next_check_at": "INTEGER",
-    "phase_since": "INTEGER",
-    "tries": "INTEGER",
-    "cancel_requested_at": "INTEGER",
-    "dlq_copied_at": "INTEGER",
-    "due_at": "INTEGER",
-    "done_at": "INTEGER",
-    "open_sort": "INTEGER",
-}
-
-_SCHEMA_V1: tuple[str, ...] = (
-    "CREATE TABLE records ("
-    + ", ".join(
-        f"{c} {_COLUMN_TYPES.get(c, 'TEXT')}"
-        for c in codec.COLUMNS
-        if c not in codec.V2_COLUMNS and c not in codec.V3_COLUMNS
-    )
-    + ")",
-    "CREATE INDEX ix_records_loop_name ON records(loop_name) WHERE loop_name IS NOT NULL",
-    "CREATE INDEX ix_records_due ON records(due_at) WHERE due_at IS NOT NULL",
-    "CREATE INDEX ix_records_done ON records(done_at) WHERE done_at IS NOT NULL",
-    "CREATE INDEX ix_records_open ON records(open_flow, open_sort) WHERE open_flow IS NOT NULL",
-    "CREATE INDEX ix_records_phase ON records(phase)",
-)
-
-_SCHEMA_V2: tuple[str, ...] = tuple(
-    f"ALTER TABLE records ADD COLUMN {c} {_COLUMN_TYPES.get(c, 'TEXT')}" for c in codec.V2_COLUMNS
-)
-
-_SCHEMA_V3: tuple[str, ...] = tuple(
-    f"ALTER TABLE records ADD COLUMN {c} TEXT" for c in codec.V3_COLUMNS
-)
-
-#: MIGRATIONS[n] upgrades a file at version n to n + 1 (0 = empty file).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
-
-_SELECT = "SELECT " + ", ".join(codec.COLUMNS) + " FROM records"  # noqa: S608 (constants)
-
 
 _T = TypeVar("_T")
 
 #: Optimistic-concurrency retries of one transition (as in the base class).
 _MAX_RETRIES = 50
+
+
+def _fetch_all_sync(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _write_sync(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> bool:
+    return conn.execute(sql, params).rowcount == 1
 
 
 def _get_sync(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> LedgerRecord | None:
@@ -168,13 +135,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _newer_schema(path: Path, found: int) -> ConfigError:
-    return ConfigError(
-        f"ledger {path}: schema version {found} was written by a newer a2i-worker "
-        f"(this one knows up to {SCHEMA_VERSION})"
-    )
-
-
 class SqliteLedger(TransitionLedger):
     """The :class:`~a2i_worker.ledger.protocol.Ledger` on one SQLite file."""
 
@@ -190,120 +150,53 @@ class SqliteLedger(TransitionLedger):
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._clock = clock
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def open(self) -> None:
         """Open (creating or migrating) the file; ConfigError says which path and why."""
-        self._check_path()
+        check_path(self.path)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        opening = functools.partial(
+            connect, self.path, busy_timeout_ms=self._busy_timeout_ms, synchronous=self._synchronous
+        )
         try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"ledger {self.path}: cannot open SQLite file: {exc}") from exc
-        try:
-            await self._configure(conn)
-            await self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
-            raise ConfigError(
-                f"ledger {self.path}: not a usable SQLite ledger (corrupted, not a "
-                f"database, or not writable): {exc}"
-            ) from exc
+            conn = await asyncio.get_running_loop().run_in_executor(thread, opening)
         except BaseException:
-            await conn.close()
+            thread.shutdown(wait=False)
             raise
-        self._conn = conn
+        self._conn, self._thread = conn, thread
         log.info("ledger.sqlite.opened", path=str(self.path), synchronous=self._synchronous)
 
-    def _check_path(self) -> None:
-        path = self.path
-        if path.is_dir():
-            raise ConfigError(f"ledger {path}: is a directory, expected an SQLite file path")
-        parent = path.parent
-        if not parent.exists():
-            raise ConfigError(f"ledger {path}: parent directory {parent} does not exist")
-        if not parent.is_dir():
-            raise ConfigError(f"ledger {path}: parent {parent} is not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"ledger {path}: directory {parent} is not writable")
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-            raise ConfigError(f"ledger {path}: file is not readable and writable")
-
-    async def _configure(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-            row = await cur.fetchone()
-        mode = None if row is None else row[0]
-        if str(mode).lower() != "wal":
-            raise ConfigError(f"ledger {self.path}: cannot switch to WAL mode (got {mode!r})")
-        await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            has_row, current = await self._stored_version(conn)
-            for version in range(current, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[version]:
-                    await conn.execute(statement)
-            if not has_row:
-                await conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                )
-            elif current != SCHEMA_VERSION:
-                await conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
-        if current != SCHEMA_VERSION:
-            log.info("ledger.sqlite.migrated", path=str(self.path), to_version=SCHEMA_VERSION)
-
-    async def _stored_version(self, conn: aiosqlite.Connection) -> tuple[bool, int]:
-        """(whether a version row exists, the stored version); 0 for a new file."""
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with conn.execute("SELECT version FROM schema_version") as cur:
-            rows = list(await cur.fetchall())
-        current = int(rows[0][0]) if rows else 0
-        if current > SCHEMA_VERSION:
-            raise _newer_schema(self.path, current)
-        return bool(rows), current
-
     async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+        conn, thread = self._conn, self._thread
+        self._conn = self._thread = None
+        if conn is None or thread is None:
+            return
+        try:  # after every call already queued: the thread runs them in order
+            await asyncio.get_running_loop().run_in_executor(thread, conn.close)
+        finally:
+            thread.shutdown(wait=False)
 
     async def ping(self) -> None:
         await self._fetch_all("SELECT 1 AS ok")
 
     # -- plumbing -------------------------------------------------------------------
 
-    @property
-    def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
+    async def _on_db_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(connection, *args)`` on the connection's own thread: one hop."""
+        conn, thread = self._conn, self._thread
+        if conn is None or thread is None:
             raise RuntimeError("SqliteLedger is not open; call open() first")
-        return self._conn
+        return await asyncio.get_running_loop().run_in_executor(thread, fn, conn, *args)
 
     async def _fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self._db.execute(sql, params) as cur:
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+        return await self._on_db_thread(_fetch_all_sync, sql, params)
 
     async def _records(self, sql: str, params: Sequence[Any] = ()) -> list[LedgerRecord]:
         return [await codec.from_row_async(r) for r in await self._fetch_all(sql, params)]
-
-    async def _on_db_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread: one hop.
-
-        Every aiosqlite call is a round trip to that thread (~25 µs of CPU each on the
-        benchmark machine); ``async with execute()`` + ``fetchall`` is three. aiosqlite
-        has no public "run this on your thread" call, so this uses its ``_execute`` and
-        ``_conn`` (aiosqlite is pinned in requirements/constraints.txt).
-        """
-        db = self._db
-        return await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
 
     async def _transition(
         self, request_id: str, step: Callable[[LedgerRecord], LedgerRecord | None]
@@ -325,8 +218,7 @@ class SqliteLedger(TransitionLedger):
         assignments = ", ".join(f"{c} = ?" for c in changes)
         sql = f"UPDATE records SET {assignments} WHERE request_id = ? AND version = ?"  # noqa: S608
         params = [*changes.values(), old.request_id, old.version]
-        async with self._db.execute(sql, params) as cur:
-            return cur.rowcount == 1
+        return await self._on_db_thread(_write_sync, sql, params)
 
     # -- reads ----------------------------------------------------------------------
 

@@ -184,7 +184,7 @@ async def _demo(opts: DemoOptions, console: Console, env: Any, settings: Any, co
         tg.start_soon(lambda: run_worker(settings, stop=stop, hooks=WorkerHooks(on_ready=on_ready)))
         with anyio.fail_after(60):
             await ready.wait()
-        await send_batches(aws.sqs, env.requests_queue_url, bodies)
+        await send_batches(aws.sqs_no_retries, env.requests_queue_url, bodies)
         with Progress(
             TextColumn("[bold]results"),
             BarColumn(),

@@ -13,7 +13,8 @@ import pytest
 
 from a2i_worker.errors import ConfigError
 from a2i_worker.ledger.protocol import Phase
-from a2i_worker.ledger.sqlite import SCHEMA_VERSION, SqliteLedger
+from a2i_worker.ledger.sqlite import SqliteLedger
+from a2i_worker.ledger.sqlite_schema import SCHEMA_VERSION
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
