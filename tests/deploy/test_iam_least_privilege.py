@@ -151,7 +151,7 @@ def test_dynamodb_actions_are_exactly_what_the_ledger_calls() -> None:
     model = botocore.session.get_session().get_service_model("dynamodb")
     by_snake = {xform_name(op): op for op in model.operation_names}
     source = "\n".join(
-        Path(m.__file__).read_text(encoding="utf-8")
+        Path(str(m.__file__)).read_text(encoding="utf-8")
         for m in (ledger_dynamodb, dynamodb_counts, dynamodb_table)
     )
     mentioned = set(re.findall(r"\.([a-z_]+)\(|\"([a-z_]+)\"", source))
