@@ -105,8 +105,14 @@ class EventHandler:
                     loop_name=update.loop_name,
                     status=update.status,
                 )
-            elif known.phase is Phase.OPEN and known.loop_status in TERMINAL_LOOP_STATUSES:
-                # A duplicate of a terminal event whose finishing failed earlier: try again.
+            elif (
+                known.phase is Phase.OPEN
+                and known.loop_status in TERMINAL_LOOP_STATUSES
+                and self._finisher.due(known)
+            ):
+                # A duplicate of a terminal event whose finishing did not happen (a crash
+                # after the status was stored): finish now. After a failed output read the
+                # finisher's own pause applies: a stale event does not use up a try.
                 await self._finisher.finish(known)
             return Verdict.DELETE
         self._count(kind)

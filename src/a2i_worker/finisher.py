@@ -114,6 +114,12 @@ class Finisher:
         self._clock = clock
         self._starter: Starter | None = None
 
+    def due(self, record: LedgerRecord) -> bool:
+        """Whether finishing ``record`` again now is in order: no read of its output has
+        failed in this stage yet, or the pause after the last failed one is over."""
+        due_at = record.next_check_at
+        return record.tries == 0 or due_at is None or due_at <= self._clock()
+
     def use_starter(self, starter: Starter) -> None:
         """Resubmissions go through the one start-and-record path."""
         self._starter = starter

@@ -256,3 +256,23 @@ async def test_final__results_queue_down__stays_done_and_is_published_once_sqs_a
     assert [r["outcome"] for r in await rig.publish()] == ["completed"]
     assert rig.record("r-1").phase is Phase.PUBLISHED
     assert [r["outcome"] for r in await rig.publish()] == ["completed"]  # sent once
+
+
+async def test_finishing__duplicate_event_while_output_unreadable__waits_for_the_pause() -> None:
+    """A repeated or stale status event does not read output.json again before the
+    finisher's pause is over (it would use up one of the bounded tries); once the pause
+    is over, it finishes the request as a sweep would."""
+    rig = Rig()
+    await rig.opened("r-1")
+    name = loop_name(FLOW, "r-1", 1)
+    body = rig.w.a2i.finish(name, "Completed", output="missing")
+    await rig.emit(body)
+    rec = rig.record("r-1")
+    assert (rec.phase, rec.tries) == (Phase.OPEN, 1)
+    await rig.emit(body, times=2)  # EventBridge delivered it again, twice
+    await rig.update("r-1", "InProgress")  # and a stale one came late
+    assert rig.record("r-1").tries == 1
+    assert rec.next_check_at is not None
+    rig.advance(rec.next_check_at.timestamp() - rig.w.clock.epoch())
+    await rig.emit(body)  # the pause is over: this one may try again
+    assert rig.record("r-1").tries == 2
