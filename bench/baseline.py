@@ -33,14 +33,23 @@ __all__ = ["main", "run_baseline"]
 
 
 async def run_baseline(
-    n: int, threshold: float, flow_arn: str, *, receivers: int = 8, within: float = 600.0
+    n: int,
+    threshold: float,
+    flow_arn: str,
+    *,
+    receivers: int = 8,
+    within: float = 600.0,
+    starts_only: bool = False,
 ) -> dict[str, Any]:
+    """``starts_only``: receive, StartHumanLoop, delete; done when ``n`` requests were
+    handled (latency_bench's bare start path: no events, outputs or results)."""
     environ = dict(os.environ)
     requests_url = environ["A2I_WORKER_REQUESTS_QUEUE_URL"]
     events_url = environ["A2I_WORKER_EVENTS_QUEUE_URL"]
     results_url = environ["A2I_WORKER_RESULTS_QUEUE_URL"]
     settings = AwsClientSettings(endpoint_urls=endpoints_from_environ(environ))
     sent = 0
+    handled = 0
     pending: list[str] = []
     wake = anyio.Event()
     done = anyio.Event()
@@ -72,6 +81,7 @@ async def run_baseline(
                 )
 
         async def requests_loop() -> None:
+            nonlocal handled
             while not done.is_set():
                 resp = await sqs.receive_message(
                     QueueUrl=requests_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
@@ -89,6 +99,9 @@ async def run_baseline(
                         for i, m in enumerate(msgs)
                     ],
                 )
+                handled += len(msgs)
+                if starts_only and handled >= n:
+                    done.set()
 
         async def finish(msg: Any) -> None:
             detail = json.loads(msg["Body"])["detail"]
@@ -154,15 +167,17 @@ async def run_baseline(
             async with anyio.create_task_group() as tg:
                 for _ in range(receivers):
                     tg.start_soon(requests_loop)
-                for _ in range(max(1, receivers // 2)):
-                    tg.start_soon(events_loop)
-                tg.start_soon(results_loop)
+                if not starts_only:
+                    for _ in range(max(1, receivers // 2)):
+                        tg.start_soon(events_loop)
+                    tg.start_soon(results_loop)
                 await done.wait()
                 tg.cancel_scope.cancel()
         cpu = time.process_time() - cpu0
         wall = time.monotonic() - t0
     return {
         "sent": sent,
+        "handled": handled,
         "cpu_seconds": round(cpu, 3),
         "wall_seconds": round(wall, 3),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -176,6 +191,7 @@ def main() -> None:
     parser.add_argument("--flow-arn", required=True)
     parser.add_argument("--receivers", type=int, default=8)
     parser.add_argument("--within", type=float, default=600.0)
+    parser.add_argument("--starts-only", action="store_true", help="the start path alone")
     parser.add_argument(
         "--loop",
         choices=["asyncio", "uvloop"],
@@ -185,7 +201,12 @@ def main() -> None:
     args = parser.parse_args()
     report = anyio.run(
         lambda: run_baseline(
-            args.n, args.threshold, args.flow_arn, receivers=args.receivers, within=args.within
+            args.n,
+            args.threshold,
+            args.flow_arn,
+            receivers=args.receivers,
+            within=args.within,
+            starts_only=args.starts_only,
         ),
         backend_options={"use_uvloop": args.loop == "uvloop"},
     )

@@ -13,6 +13,10 @@ window. Three views of the latency, from three clocks on the same machine:
 - from the results: emulator's loop CreationTime - worker's receive time;
 - end to end: emulator's loop CreationTime - producer's send time (includes SQS).
 
+Then the bare calls at the same rate (``baseline.py --starts-only``: receive,
+StartHumanLoop, delete and nothing else, same producer, same clocks): the worker-added
+latency is the worker's end-to-end p50/p99 minus the bare calls' (issue 19).
+
 Judged as well by counts (``benchlib.verify``): every request one result, one loop each.
 
     .venv/bin/python bench/latency_bench.py                 # 200/s for 30 s
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +38,7 @@ from typing import Any
 import anyio
 
 from a2i_emulator.control import EmulatorControl
+from a2i_worker.aws import A2I_SERVICE, AwsClients, AwsClientSettings, endpoints_from_environ
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.stack import LocalStack
 from a2i_worker.naming import loop_name
@@ -59,8 +65,16 @@ async def _send(aws: Any, url: str, entries: list[Any]) -> None:
     await aws.sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
 
-async def _produce(aws: Any, url: str, workload: Workload, rate: float, batch: int) -> float:
-    """Send ``workload`` at ``rate``/s in batches on a fixed schedule; returns the lag."""
+async def _produce(
+    aws: Any,
+    url: str,
+    workload: Workload,
+    rate: float,
+    batch: int,
+    sent: dict[str, float] | None = None,
+) -> float:
+    """Send ``workload`` at ``rate``/s in batches on a fixed schedule; returns the lag.
+    ``sent`` gets each request id's send time."""
     confidences = workload.confidences()
     t0 = time.monotonic()
     worst_lag = 0.0
@@ -73,6 +87,9 @@ async def _produce(aws: Any, url: str, workload: Workload, rate: float, batch: i
             else:
                 worst_lag = max(worst_lag, -delay)
             now = time.time()
+            if sent is not None:
+                for i in range(first, min(first + batch, workload.n)):
+                    sent[workload.request_id(i)] = now
             entries: list[Any] = [
                 {"Id": str(j), "MessageBody": workload.body(i, confidences[i], sent_at=now)}
                 for j, i in enumerate(range(first, min(first + batch, workload.n)))
@@ -184,6 +201,50 @@ async def run_latency(
     }
 
 
+async def run_bare_latency(
+    a2i_url: str, env: StackEndpoints, *, rate: float, seconds: float
+) -> dict[str, Any]:
+    """The bare start path at the same rate: ``baseline.py --starts-only`` (receive,
+    StartHumanLoop, delete, nothing else) against the same producer. Send -> loop
+    CreationTime, from the emulator's own ListHumanLoops."""
+    workload = Workload(int(rate * seconds), tag="bare", seed=5)
+    sent: dict[str, float] = {}
+    async with EmulatorControl(a2i_url) as control:
+        await control.reset()
+        await control.put_flow_reviewers(env.flow_definition_name, {"mode": "manual"})
+        async with driver_clients(env) as aws:
+            cmd = [
+                sys.executable,
+                str(Path(__file__).with_name("baseline.py")),
+                *("--n", str(workload.n), "--threshold", str(workload.threshold)),
+                *("--flow-arn", env.flow_definition_arn, "--within", str(seconds + 120)),
+                *("--starts-only", "--loop", "uvloop"),
+            ]
+            environ = {**os.environ, **env.env()}
+            async with await anyio.open_process(cmd, env=environ) as proc:
+                await anyio.sleep(1.0)  # its clients are up before the first send
+                await _produce(aws, env.requests_queue_url, workload, rate, 5, sent)
+                await proc.wait()
+        created: dict[str, float] = {}
+        environ = {**env.env(), "AWS_ACCESS_KEY_ID": "latency-bench-reader"}
+        async with AwsClients(
+            AwsClientSettings(endpoint_urls=endpoints_from_environ(environ)),
+            environ=environ,
+            services=(A2I_SERVICE,),
+        ) as reader:
+            paginator = reader.a2i.get_paginator("list_human_loops")
+            async for page in paginator.paginate(FlowDefinitionArn=env.flow_definition_arn):
+                for summary in page.get("HumanLoopSummaries", []):
+                    created[summary["HumanLoopName"]] = summary["CreationTime"].timestamp()
+    s2c = [created[rid] - sent[rid] for rid in workload.activated() if rid in created]
+    return {
+        "loops": len(s2c),
+        "activated": len(workload.activated()),
+        "send_to_created_p50_ms": round(1000 * percentile(s2c, 0.5), 1),
+        "send_to_created_p99_ms": round(1000 * percentile(s2c, 0.99), 1),
+    }
+
+
 async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     env = await stack.provision("lat")
     workdir = Path(tempfile.mkdtemp(prefix="a2i-worker-latency-"))
@@ -217,6 +278,22 @@ async def main_async(args: argparse.Namespace, stack: LocalStack) -> int:
     for k in keys:
         print(f"{k:{w}}  {out[k]}")
     print("verdict:", "ok" if out["ok"] else "FAIL", *out["problems"])
+    if not args.no_bare:
+        bare = await run_bare_latency(
+            stack.a2i_url, await stack.provision("latbare"), rate=args.rate, seconds=args.seconds
+        )
+        out["bare"] = bare
+        for q in ("p50", "p99"):
+            added = out[f"send_to_created_{q}_ms"] - bare[f"send_to_created_{q}_ms"]
+            out[f"worker_added_{q}_ms"] = round(added, 1)
+        print(
+            f"bare calls at {args.rate:g}/s: send->created p50 {bare['send_to_created_p50_ms']} ms,"
+            f" p99 {bare['send_to_created_p99_ms']} ms ({bare['loops']}/{bare['activated']} loops)"
+        )
+        print(
+            f"worker-added latency: p50 {out['worker_added_p50_ms']} ms, "
+            f"p99 {out['worker_added_p99_ms']} ms (target p99 <= 10 ms)"
+        )
     print(f"p99 receive->start <= 50 ms: {out['hist_share_le_50ms'] >= 0.99}")
     path = write_json(args.output, out)
     print(f"written {path}; worker log in {workdir}")
@@ -235,6 +312,9 @@ def main() -> None:
         help="manual: loops stay open while the load runs, reviewers submit them all "
         "afterwards (the start path alone); fast: reviewers finish within 0.5 s, so "
         "outputs, events and results load the same two cores during the window",
+    )
+    parser.add_argument(
+        "--no-bare", action="store_true", help="skip the bare calls at the same rate"
     )
     parser.add_argument("--output", default="latency_bench")
     args = parser.parse_args()
