@@ -18,6 +18,7 @@ from a2i_worker.messages import Outcome
 from a2i_worker.naming import loop_name
 from a2i_worker.results import make_result
 from a2i_worker.sqs_types import SqsMessage, Verdict
+from fakes import client_error
 from fakes.world import Crash
 
 REFUSALS = [
@@ -114,6 +115,42 @@ async def test_starting__a2i_refused__rejected_with_one_dlq_copy(
     assert rig.calls("StartHumanLoop") == (2 if where == "resubmission" else 1) + (
         3 if where == "sweep" else 0
     )
+
+
+async def test_starting__a2i_refused_in_a_sweep_while_the_dlq_is_down__retried_not_lost() -> None:
+    """No message in hand to redeliver it: the copy goes before the result, so a DLQ that
+    refuses the copy leaves the request starting for the next sweep, never a published
+    rejection whose copy nobody sends."""
+    rig = Rig()
+    await _held_back_at_intake(rig, "r-1", HELD_BACK[0])
+    real = rig.w.sqs.send_message
+    down = [1]
+
+    async def send(**kw: Any) -> Any:
+        if kw["QueueUrl"] == rig.w.queues.requests_dlq and down[0] > 0:
+            down[0] -= 1
+            raise client_error("InternalError", "SQS is down", status=500)
+        return await real(**kw)
+
+    setattr(rig.w.sqs, "send_message", send)  # noqa: B010
+    rig.w.a2i.answer_next("StartHumanLoop", "AccessDeniedException", "AccessDeniedException")
+    rig.advance(31)
+    await rig.sweep()
+    rec = rig.record("r-1")
+    assert (rec.phase, rig.dlq(), await rig.publish()) == (Phase.STARTING, [], [])
+    assert rec.next_check_at is not None
+    rig.advance((rec.next_check_at - rig.w.clock.now).total_seconds())
+    await rig.sweep()
+    rec = rig.record("r-1")
+    assert rec.result is not None
+    assert (rec.result["outcome"], rec.result["rejection_code"]) == (
+        "rejected",
+        "a2i_access_denied",
+    )
+    assert rec.dlq_copied_at is not None
+    [copy] = rig.dlq()
+    assert _attr(copy, "rejection_code") == "a2i_access_denied"
+    assert [r["outcome"] for r in await rig.publish()] == ["rejected"]
 
 
 async def test_starting__validation_for_a_name_in_use__describe_decides() -> None:

@@ -12,7 +12,9 @@ through here, always in the same order:
    copy is sent at most once more only if the crash fell between sending and marking.
 
 Without a message in hand (A2I refused a resubmission or a sweeper start) the copy's
-body is rebuilt from the record: a review request that can be redriven as it is.
+body is rebuilt from the record: a review request that can be redriven as it is. It is
+sent *before* the result is stored: nothing would bring the record back if the send
+failed after it (a crash in between sends it once more, as above).
 """
 
 from __future__ import annotations
@@ -143,6 +145,19 @@ class Rejecter:
         res_id, result = make_result(
             shown, Outcome.REJECTED, now=self._clock(), reason=exc.reason, rejection_code=exc.code
         )
+        done = replace(shown, phase=Phase.DONE, result=result, result_id=res_id)
+        copied_first = msg is None and bool(self._dlq)
+        if copied_first:
+            latest = await self._ledger.get(record.request_id)
+            if latest is None or latest.phase in FINAL_PHASES:  # decided meanwhile
+                if latest is not None:
+                    await self.ensure_copy(latest, None)
+                return
+
+            # No message in hand to redeliver this: the copy goes first, so a failed send
+            # leaves the record as it was (the sweeper tries again), never a stored
+            # rejection whose copy nobody will send.
+            await self._send_copy(done, None)
         stored = await self._ledger.store_result(
             record.request_id,
             expected=expected,
@@ -152,9 +167,10 @@ class Rejecter:
         )
         if stored:
             self._stored(shown, res_id, result, exc, bound, "request rejected")
-            current: LedgerRecord | None = replace(
-                shown, phase=Phase.DONE, result=result, result_id=res_id
-            )
+            current: LedgerRecord | None = done
+            if copied_first:
+                await self._ledger.mark_dlq_copied(record.request_id)
+                return
         else:
             current = await self._ledger.get(record.request_id)
         if current is not None:
@@ -164,6 +180,13 @@ class Rejecter:
         """Send the DLQ copy of a stored rejection unless the ledger says it was sent."""
         if not _is_rejection(record) or record.dlq_copied_at is not None or not self._dlq:
             return
+        await self._send_copy(record, msg)
+        await self._ledger.mark_dlq_copied(record.request_id)
+
+    async def _send_copy(self, record: LedgerRecord, msg: SqsMessage | None) -> None:
+        """One copy of the original (or of a request rebuilt from ``record``) in the DLQ;
+        :class:`TransientError` when SQS does not take it."""
+        assert self._dlq is not None
         result = record.result or {}
         body = msg.body if msg is not None else rebuilt_body(record)
         source = msg.message_id if msg is not None else (record.source_message_id or "")
@@ -189,7 +212,6 @@ class Rejecter:
             raise TransientError(
                 f"could not keep the original in the DLQ: {classify(exc).code}"
             ) from exc
-        await self._ledger.mark_dlq_copied(record.request_id)
 
     def _stored(
         self,
