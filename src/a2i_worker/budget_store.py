@@ -10,8 +10,12 @@ DynamoDB table), so budgets hold across restarts and across replicas.
   one ``TransactWriteItems`` of conditional ``ADD used :1`` updates: all or none, across
   replicas. ``expires_at`` is the table's TTL attribute, so old windows disappear.
 
-A take happens before the loop is started; a crash between the take and the start
-counts one loop that was not started (the budget errs on the safe side).
+A take carries a token (the request id): the same request taking the same windows again
+(its message redelivered after a crash between the take and the start) finds its take
+and is not counted twice, nor refused by its own earlier take. SQLite keeps the tokens in
+``budget_takes(key, token, expires_at)`` (same transaction as the counters); DynamoDB
+writes one marker item per window and token in the same transaction, expiring with the
+window.
 """
 
 from __future__ import annotations
@@ -63,9 +67,12 @@ class BudgetStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def take(self, counters: Sequence[_C], *, force: bool = False) -> _C | None:
-        """Add one to every counter at once if none is at its limit. ``None`` when taken;
-        otherwise a full counter (nothing written). ``force`` takes beyond the limits."""
+    async def take(
+        self, counters: Sequence[_C], *, force: bool = False, token: str | None = None
+    ) -> _C | None:
+        """Add one to every counter at once if none is at its limit. ``None`` when taken
+        (or already taken with this ``token``); otherwise a full counter (nothing
+        written). ``force`` takes beyond the limits."""
         ...
 
     async def usage(self, keys: Sequence[str]) -> dict[str, int]:
@@ -78,7 +85,9 @@ _T = TypeVar("_T")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS budget_counters ("
     "key TEXT PRIMARY KEY NOT NULL, used INTEGER NOT NULL, lim INTEGER NOT NULL, "
-    "expires_at INTEGER NOT NULL)"
+    "expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS budget_takes (key TEXT NOT NULL, token TEXT NOT NULL, "
+    "expires_at INTEGER NOT NULL, PRIMARY KEY (key, token))",
 )
 
 
@@ -109,9 +118,12 @@ class SqliteBudgetStore:
 
     @staticmethod
     def _create(conn: sqlite3.Connection) -> None:
-        conn.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            conn.execute(statement)
 
-    async def take(self, counters: Sequence[_C], *, force: bool = False) -> _C | None:
+    async def take(
+        self, counters: Sequence[_C], *, force: bool = False, token: str | None = None
+    ) -> _C | None:
         if not counters:
             return None
         if not self._ready:
@@ -120,12 +132,33 @@ class SqliteBudgetStore:
         keys = [c.key for c in counters]
 
         def take(conn: sqlite3.Connection) -> dict[str, int] | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                usage = _take(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return usage
+
+        def _take(conn: sqlite3.Connection) -> dict[str, int] | None:
+            marks = ",".join("?" * len(keys))
+            if token is not None:
+                conn.execute(
+                    "DELETE FROM budget_takes WHERE expires_at < ?",
+                    (int(rows[0][2]) - 86_400 * 40,),
+                )
+                done = conn.execute(
+                    f"SELECT COUNT(*) FROM budget_takes WHERE token = ? AND key IN ({marks})",  # noqa: S608
+                    [token, *keys],
+                ).fetchone()[0]
+                if done == len(keys):
+                    return None  # this request took these windows already
             conn.executemany(
                 "INSERT INTO budget_counters(key, used, lim, expires_at) VALUES (?, 0, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET lim = excluded.lim",
                 rows,
             )
-            marks = ",".join("?" * len(keys))
             guard = (
                 ""
                 if force
@@ -137,7 +170,14 @@ class SqliteBudgetStore:
                 + guard,
                 keys + ([] if force else keys),
             )
-            return None if cur.rowcount == len(keys) else _usage(conn, keys)
+            if cur.rowcount != len(keys):
+                return _usage(conn, keys)
+            if token is not None:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO budget_takes(key, token, expires_at) VALUES (?, ?, ?)",
+                    [(key, token, exp) for key, _, exp in rows],
+                )
+            return None
 
         usage = await anyio.to_thread.run_sync(self._run, take)
         if usage is None:
@@ -173,10 +213,29 @@ class DynamoDbBudgetStore:
     async def close(self) -> None:
         """The client belongs to the caller."""
 
-    async def take(self, counters: Sequence[_C], *, force: bool = False) -> _C | None:
+    async def take(
+        self, counters: Sequence[_C], *, force: bool = False, token: str | None = None
+    ) -> _C | None:
         if not counters:
             return None
         items: list[Any] = []
+        if token is not None:
+            # one marker per window and token, in the same transaction: a second take by
+            # the same request fails on its marker and is answered as taken
+            for c in counters:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {
+                                "request_id": {"S": f"{c.key}\x1f{token}"},
+                                "expires_at": {"N": str(int(c.expires_at.timestamp()))},
+                            },
+                            "ConditionExpression": "attribute_not_exists(request_id)",
+                        }
+                    }
+                )
+        markers = len(items)
         for c in counters:
             update: dict[str, Any] = {
                 "TableName": self.table_name,
@@ -202,7 +261,11 @@ class DynamoDbBudgetStore:
             if codes and "ConditionalCheckFailed" not in codes:
                 # Cancelled for another reason (a conflicting transaction): try again later.
                 raise TransientError(f"budget counters: cancelled ({codes})") from exc
-            for c, r in zip(counters, reasons, strict=False):
+            if markers and all(
+                r.get("Code") == "ConditionalCheckFailed" for r in reasons[:markers]
+            ):
+                return None  # this request took these windows already
+            for c, r in zip(counters, reasons[markers:], strict=False):
                 if r.get("Code") == "ConditionalCheckFailed":
                     return c
             return counters[0]

@@ -37,6 +37,7 @@ class MemoryBudgetStore:
 
     def __init__(self) -> None:
         self.used: dict[str, int] = {}
+        self.takes: set[tuple[str, str]] = set()
 
     async def open(self) -> None:
         return None
@@ -44,14 +45,20 @@ class MemoryBudgetStore:
     async def close(self) -> None:
         return None
 
-    async def take(self, counters: Sequence[_C], *, force: bool = False) -> _C | None:
+    async def take(
+        self, counters: Sequence[_C], *, force: bool = False, token: str | None = None
+    ) -> _C | None:
         if not counters:
+            return None
+        if token is not None and all((c.key, token) in self.takes for c in counters):
             return None
         full = [c for c in counters if self.used.get(c.key, 0) >= c.limit]
         if full and not force:
             return full[0]
         for c in counters:
             self.used[c.key] = self.used.get(c.key, 0) + 1
+            if token is not None:
+                self.takes.add((c.key, token))
         return None
 
     async def usage(self, keys: Sequence[str]) -> dict[str, int]:

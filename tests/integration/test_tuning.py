@@ -23,7 +23,7 @@ from a2i_worker.ledger.protocol import Ledger
 from a2i_worker.ledger.sqlite import SqliteLedger
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.report import Summary, iter_results, summarize
-from a2i_worker.routes import load_routes
+from a2i_worker.routes import Budget, BudgetPolicy, load_routes
 from helpers import wait_until
 
 RULES: dict[str, Any] = {
@@ -258,3 +258,19 @@ async def test_a_message_deferred_again_and_again_is_requeued_not_dead_lettered(
     assert verdict == Verdict.DELETE
     assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
     assert await _started(emulator) == 1
+
+
+async def test_dynamodb_budget_take_is_idempotent_per_request(
+    env: StackEndpoints, aws: AwsClients
+) -> None:
+    table = f"{env.flow_definition_name}-tokens"
+    await create_table(aws.dynamodb, table)
+    store = DynamoDbBudgetStore(table, aws.dynamodb)
+    (hour,) = windows("inv", Budget(1, None, BudgetPolicy.DEFER), datetime.now(UTC))
+    assert await store.take([hour], token="loop-a") is None
+    assert await store.take([hour], token="loop-a") is None  # the redelivery
+    assert await store.usage([hour.key]) == {hour.key: 1}
+    assert await store.take([hour], token="loop-b") == hour
+    assert await store.take([hour], force=True, token="loop-b") is None
+    assert await store.take([hour], force=True, token="loop-b") is None
+    assert await store.usage([hour.key]) == {hour.key: 2}

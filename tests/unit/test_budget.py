@@ -114,3 +114,19 @@ async def test_sqlite_counters_never_exceed_the_limit_under_concurrency(tmp_path
             tg.start_soon(hammer, store)
     assert sum(taken) == 25
     assert await stores[0].usage([day.key]) == {day.key: 25}
+
+
+async def test_a_second_take_by_the_same_request_is_its_first_take(tmp_path: Path) -> None:
+    """A message redelivered after a crash between the take and the start: its own take
+    is found, not counted again, and not refused as if the budget were spent by others."""
+    from fakes.ledger import MemoryBudgetStore
+
+    for store in (SqliteBudgetStore(tmp_path / "ledger.db"), MemoryBudgetStore()):
+        (hour,) = windows("inv", Budget(1, None, BudgetPolicy.DEFER), NOW)
+        assert await store.take([hour], token="loop-a") is None
+        assert await store.take([hour], token="loop-a") is None  # the redelivery
+        assert await store.usage([hour.key]) == {hour.key: 1}
+        assert await store.take([hour], token="loop-b") == hour  # another request: spent
+        assert await store.take([hour], force=True, token="loop-b") is None  # 'always'
+        assert await store.take([hour], force=True, token="loop-b") is None
+        assert await store.usage([hour.key]) == {hour.key: 2}

@@ -105,7 +105,8 @@ async def test_none__cancel__tombstone_stopped_and_the_request_never_starts() ->
 
 
 async def test_received__duplicate_message_after_a_crash__decided_again_and_started() -> None:
-    rig = Rig(routes=budget_routes(per_hour=5))
+    # one loop an hour: the redelivered message must find its own take, not a spent budget
+    rig = Rig(routes=budget_routes(per_hour=1))
     calls: list[str] = []
 
     def crash_at_the_first_write(what: str) -> None:
@@ -127,6 +128,7 @@ async def test_received__duplicate_message_after_a_crash__decided_again_and_star
     assert rig.loop("r-1") is not None
     assert rig.calls("StartHumanLoop") == 1
     assert not rig.live_requests()
+    assert set(rig.w.ledger.budgets.used.values()) == {1}  # counted once
 
 
 async def test_received__conflicting_message__rejected_under_its_own_key_request_untouched() -> (

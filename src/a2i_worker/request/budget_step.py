@@ -81,11 +81,13 @@ class BudgetStep:
         now = self._clock()
         wins = windows(name, budget, now)
         try:
-            full = await self._store.take(wins)
+            # the loop it is for: a redelivered message finds its own take, not a spent budget
+            token = decided.loop_name
+            full = await self._store.take(wins, token=token)
             fired = [str(f.get("path", "")) for f in decided.decision.get("fired", [])]
             action = budget_action(budget, spent=full is not None, fired_paths=fired)
             if action is BudgetAction.START and full is not None:
-                await self._store.take(wins, force=True)  # an 'always' condition fired
+                await self._store.take(wins, force=True, token=token)  # 'always' fired
             used = await self._store.usage([w.key for w in wins])
         except TransientError:
             raise
