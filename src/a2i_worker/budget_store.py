@@ -88,6 +88,8 @@ _SCHEMA = (
     "expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS budget_takes (key TEXT NOT NULL, token TEXT NOT NULL, "
     "expires_at INTEGER NOT NULL, PRIMARY KEY (key, token))",
+    # the purge of takes whose window is over reads this index, not the table
+    "CREATE INDEX IF NOT EXISTS ix_budget_takes_expiry ON budget_takes(expires_at)",
 )
 
 
@@ -131,23 +133,25 @@ class SqliteBudgetStore:
         rows = [(c.key, c.limit, int(c.expires_at.timestamp())) for c in counters]
         keys = [c.key for c in counters]
 
-        def take(conn: sqlite3.Connection) -> dict[str, int] | None:
+        marks = ",".join("?" * len(keys))
+        # A window ended by the time the earliest current one ends minus a day (the
+        # longest window) is over: its takes are never asked about again. The callers'
+        # windows are the clock here, not this machine's.
+        horizon = min(exp for _, _, exp in rows) - 86_400
+
+        def in_transaction(conn: sqlite3.Connection) -> dict[str, int] | None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                usage = _take(conn)
+                usage = take_windows(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             return usage
 
-        def _take(conn: sqlite3.Connection) -> dict[str, int] | None:
-            marks = ",".join("?" * len(keys))
+        def take_windows(conn: sqlite3.Connection) -> dict[str, int] | None:
             if token is not None:
-                conn.execute(
-                    "DELETE FROM budget_takes WHERE expires_at < ?",
-                    (int(rows[0][2]) - 86_400 * 40,),
-                )
+                conn.execute("DELETE FROM budget_takes WHERE expires_at < ?", (horizon,))
                 done = conn.execute(
                     f"SELECT COUNT(*) FROM budget_takes WHERE token = ? AND key IN ({marks})",  # noqa: S608
                     [token, *keys],
@@ -179,7 +183,7 @@ class SqliteBudgetStore:
                 )
             return None
 
-        usage = await anyio.to_thread.run_sync(self._run, take)
+        usage = await anyio.to_thread.run_sync(self._run, in_transaction)
         if usage is None:
             return None
         return next((c for c in counters if usage[c.key] >= c.limit), counters[0])

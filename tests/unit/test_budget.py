@@ -130,3 +130,21 @@ async def test_a_second_take_by_the_same_request_is_its_first_take(tmp_path: Pat
         assert await store.take([hour], force=True, token="loop-b") is None  # 'always'
         assert await store.take([hour], force=True, token="loop-b") is None
         assert await store.usage([hour.key]) == {hour.key: 2}
+
+
+async def test_takes_of_windows_that_are_over_are_purged(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SqliteBudgetStore(tmp_path / "ledger.db")
+    budget = Budget(5, 50, BudgetPolicy.DEFER)
+    assert await store.take(windows("inv", budget, NOW), token="loop-old") is None
+    later = windows("inv", budget, NOW + timedelta(days=3))
+    assert await store.take(later, token="loop-new") is None
+
+    def tokens() -> set[str]:
+        with sqlite3.connect(tmp_path / "ledger.db") as conn:
+            return {t for (t,) in conn.execute("SELECT token FROM budget_takes")}
+
+    assert tokens() == {"loop-new"}  # the old windows' takes went, the current ones stay
+    assert await store.take(later, token="loop-new") is None  # and still answer
+    assert await store.usage([w.key for w in later]) == {w.key: 1 for w in later}
