@@ -49,6 +49,7 @@ __all__ = [
     "Verdict",
     "Workload",
     "calls_between",
+    "created_and_produced",
     "driver_clients",
     "finish_lag_figures",
     "finish_lags",
@@ -465,15 +466,20 @@ async def emulator_counters(url: str) -> dict[str, Any]:
         return await control.counters()
 
 
-def finish_lags(by_result: dict[str, dict[str, Any]], review: float) -> list[float]:
-    """Seconds from each loop finishing (created + a fixed ``review`` delay) to its result
-    being produced, for results that carry both times."""
+def created_and_produced(by_result: dict[str, dict[str, Any]]) -> list[tuple[float, float]]:
+    """(loop created, result produced) in epoch seconds, for results that carry both."""
     return [
-        p - (c + review)
+        (c, p)
         for res in by_result.values()
         if (c := iso_seconds((res.get("timings") or {}).get("loop_created_at"))) is not None
         and (p := iso_seconds(res.get("produced_at"))) is not None
     ]
+
+
+def finish_lags(by_result: dict[str, dict[str, Any]], review: float) -> list[float]:
+    """Seconds from each loop finishing (created + a fixed ``review`` delay) to its result
+    being produced, for results that carry both times."""
+    return [p - (c + review) for c, p in created_and_produced(by_result)]
 
 
 def finish_lag_figures(collector: ResultsCollector, review: float) -> dict[str, float]:

@@ -42,6 +42,7 @@ from a2i_worker.local.stack import LocalStack
 from benchlib import (
     ResultsCollector,
     Workload,
+    created_and_produced,
     driver_clients,
     enqueue,
     finish_lags,
@@ -124,12 +125,7 @@ async def run_phase(
     lags = finish_lags(collector.by_result, review)
     sweeps = _sweep_lines(workdir / "worker.log")
     # Open loops when a sweep ran: created before it, result not yet produced.
-    spans = [
-        (c, p)
-        for res in collector.by_result.values()
-        if (c := iso_seconds(res["timings"].get("loop_created_at"))) is not None
-        and (p := iso_seconds(res.get("produced_at"))) is not None
-    ]
+    spans = created_and_produced(collector.by_result)
     list_per_sweep = []
     for s in sweeps:
         at = iso_seconds(s.get("timestamp"))

@@ -106,6 +106,16 @@ def next_check_delay(age: timedelta, interval: timedelta, cap: timedelta) -> tim
     return max(interval, min(cap, age / 4))
 
 
+def _split(
+    recs: list[LedgerRecord], pred: Callable[[LedgerRecord], bool]
+) -> tuple[list[LedgerRecord], list[LedgerRecord]]:
+    yes: list[LedgerRecord] = []
+    no: list[LedgerRecord] = []
+    for rec in recs:
+        (yes if pred(rec) else no).append(rec)
+    return yes, no
+
+
 def held_back(rec: LedgerRecord, now: datetime, *, backlogged: bool, hold: timedelta) -> bool:
     """Leave a due, running loop to its status event (queued behind a backlog) this sweep:
     only while there is a backlog, and only within ``hold`` of when its phase began."""
@@ -197,11 +207,12 @@ class Sweeper:
         running = [r for r in open_recs if r.loop_status not in TERMINAL_LOOP_STATUSES]
         if running and self._events_backlogged(self._cfg.interval.total_seconds()):
             hold = self._cfg.backlog_hold or self._cfg.interval * 5
-            waiting = [r for r in running if held_back(r, now, backlogged=True, hold=hold)]
+            waiting, running = _split(
+                running, lambda r: held_back(r, now, backlogged=True, hold=hold)
+            )
             report.held_back = len(waiting)
             for rec in waiting:
                 await self._ledger.reschedule(rec.request_id, now + self._cfg.interval)
-            running = [r for r in running if not held_back(r, now, backlogged=True, hold=hold)]
         async with anyio.create_task_group() as tg:
             for rec in starting:
                 tg.start_soon(self._resolve_starting, rec, report, rec.request_id in early_ids)

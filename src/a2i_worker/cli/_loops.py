@@ -169,8 +169,6 @@ def history(r: LedgerRecord) -> list[dict[str, Any]]:
             x for x in (f"attempt {step.attempt}" if step.attempt > 1 else "", step.note) if x
         )
         steps.append({"at": step.at, "event": event, "detail": detail})
-    if r.phase.value == "published" and r.history[-1].phase != "published":
-        steps.append({"at": r.updated_at, "event": "published", "detail": ""})
     return steps
 
 
