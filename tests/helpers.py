@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
-__all__ = ["wait_until"]
+__all__ = ["json_document", "wait_until"]
 
 T = TypeVar("T")
 
@@ -60,3 +61,14 @@ async def wait_until(
             what = message or getattr(predicate, "__name__", "condition")
             raise TimeoutError(f"not true after {timeout:.1f}s: {what} (last value: {value!r})")
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def json_document(text: str) -> Any:
+    """The JSON document a command printed on stdout. A worker running in the same
+    process logs to the same (captured) stdout, so its lines may come before or after
+    the document: it is the first line that opens with ``{`` or ``[``, to its end."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line[:1] in "[{":
+            return json.JSONDecoder().raw_decode("".join(lines[i:]))[0]
+    raise AssertionError(f"no JSON on stdout: {text!r}")

@@ -23,7 +23,7 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.cli import app
 from a2i_worker.local.endpoints import StackEndpoints
 from a2i_worker.local.processes import WorkerProcess
-from helpers import wait_until
+from helpers import json_document, wait_until
 
 
 def _req(i: int, confidence: float, secret: str = "") -> dict[str, Any]:
@@ -299,7 +299,7 @@ async def test_loops_status_and_stop_against_a_running_worker(
 
         async def status_open() -> dict[str, Any] | None:
             res = await _invoke(["loops", "status", "cli-1"], cli_env)
-            data = json.loads(res.output)
+            data = json_document(res.output)
             return dict(data) if data["phase"] == "open" else None
 
         record = await wait_until(status_open, 15, interval=0.2, message="ledger says open")
@@ -315,6 +315,6 @@ async def test_loops_status_and_stop_against_a_running_worker(
         assert h.results.outcomes == {"stopped": 1}
         final = await _invoke(["loops", "status", "cli-1"], cli_env)
     assert marker not in final.output
-    data = json.loads(final.output)
+    data = json_document(final.output)
     assert data["result"]["outcome"] == "stopped"
     assert "prediction" not in data["result"]

@@ -19,7 +19,7 @@ from a2i_emulator.control import EmulatorControl
 from a2i_worker.aws import AwsClients
 from a2i_worker.cli import app
 from a2i_worker.local.endpoints import StackEndpoints
-from helpers import wait_until
+from helpers import json_document, wait_until
 
 
 async def _cli(args: list[str], env: dict[str, str | None]) -> Result:
@@ -30,14 +30,7 @@ async def _cli(args: list[str], env: dict[str, str | None]) -> Result:
 
 
 def _json(res: Result) -> Any:
-    """The command's JSON document on stdout (a worker running in this process may log
-    lines to the same captured stdout around it)."""
-    text = res.stdout
-    for i, line in enumerate(text.splitlines(keepends=True)):
-        if line[:1] in "[{":
-            start = sum(len(x) for x in text.splitlines(keepends=True)[:i])
-            return json.JSONDecoder().raw_decode(text[start:])[0]
-    raise AssertionError(f"no JSON on stdout: {text!r}")
+    return json_document(res.stdout)
 
 
 def _env(env: StackEndpoints, ledger: Path, routes: Path | None = None) -> dict[str, str | None]:
